@@ -1,0 +1,1 @@
+"""The HTTP API: one FastAPI application behind every app of the platform."""

@@ -1,0 +1,188 @@
+"""The `diboas` command."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+import click
+
+from diboas.settings import Settings, get_settings
+
+
+@contextmanager
+def database(settings: Settings) -> Iterator[str]:
+    """The database URL to use: the configured server, or the embedded one (started here)."""
+    if not settings.embedded_database:
+        yield settings.database_url
+        return
+    from diboas.db.embedded import EmbeddedPostgres
+
+    embedded = EmbeddedPostgres(settings.data_dir)
+    url = embedded.start()
+    try:
+        yield url
+    finally:
+        embedded.stop()
+
+
+def _configure(settings: Settings) -> None:
+    from diboas.observability.logging import configure_logging
+
+    configure_logging(settings.log_level)
+
+
+@click.group()
+def main() -> None:
+    """diBoaS: a unified finance platform on a double-entry ledger."""
+
+
+@main.command()
+def migrate() -> None:
+    """Apply the database migrations and create the partitions ahead."""
+    from diboas.db.migrate import upgrade
+
+    settings = get_settings()
+    _configure(settings)
+    with database(settings) as url:
+        asyncio.run(upgrade(url, months_ahead=settings.partition_months_ahead))
+    click.echo("database is up to date")
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    # uvicorn re-raises the signal it stopped on; as SystemExit it unwinds through the
+    # `database()` context, which stops the embedded PostgreSQL cleanly.
+    raise SystemExit(128 + signum)
+
+
+def _serve(settings: Settings, url: str) -> None:
+    import uvicorn
+
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    from diboas.api.app import create_app
+
+    app = create_app(settings, database_url=url)
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_config=None, lifespan="on"
+    )
+    uvicorn.Server(config).run()
+
+
+@main.command()
+def serve() -> None:
+    """Serve the HTTP API (migrations must already be applied)."""
+    settings = get_settings()
+    _configure(settings)
+    with database(settings) as url:
+        _serve(settings, url)
+
+
+@main.command()
+def run() -> None:
+    """All in one: database (embedded unless configured), migrations, demo data, the server."""
+    from diboas.db.migrate import upgrade
+
+    settings = get_settings()
+    _configure(settings)
+    with database(settings) as url:
+        asyncio.run(upgrade(url, months_ahead=settings.partition_months_ahead))
+        if settings.demo_data and settings.env != "production":
+            summary = asyncio.run(_seed_demo(url))
+            click.echo(
+                f"\n  diBoaS is starting on http://{settings.host}:{settings.port}\n"
+                f"  demo user: {summary.email} / {summary.password}"
+                f" (USD balance {summary.usd_balance})\n"
+                f"  API docs: http://{settings.host}:{settings.port}/api/v1/docs\n"
+                "  Ctrl-C stops everything; the data stays for next time.\n"
+            )
+        _serve(settings, url)
+
+
+async def _seed_demo(url: str):  # type: ignore[no-untyped-def]
+    from diboas import demo
+    from diboas.db.engine import create_engine, create_session_factory
+
+    engine = create_engine(url, pool_size=2)
+    try:
+        return await demo.seed(create_session_factory(engine))
+    finally:
+        await engine.dispose()
+
+
+@main.group()
+def ledger() -> None:
+    """Ledger operations."""
+
+
+@ledger.command("verify")
+def ledger_verify() -> None:
+    """Check every entry balances, balances match postings, and hash chains are intact."""
+    settings = get_settings()
+    with database(settings) as url:
+        ok, summary = asyncio.run(_verify(url))
+    click.echo(summary)
+    sys.exit(0 if ok else 1)
+
+
+async def _verify(url: str) -> tuple[bool, str]:
+    from diboas.db.engine import create_engine
+    from diboas.ledger.verify import verify_ledger
+
+    engine = create_engine(url, pool_size=1)
+    try:
+        async with engine.connect() as conn:
+            report = await verify_ledger(conn)
+        return report.ok, report.summary()
+    finally:
+        await engine.dispose()
+
+
+@main.command()
+def partitions() -> None:
+    """Create the monthly partitions of the growing tables ahead of time."""
+    settings = get_settings()
+    with database(settings) as url:
+        created = asyncio.run(_partitions(url, settings.partition_months_ahead))
+    click.echo(f"{created} partition(s) created")
+
+
+async def _partitions(url: str, months_ahead: int) -> int:
+    from diboas.db.engine import create_engine
+    from diboas.db.migrate import ensure_partitions
+
+    engine = create_engine(url, pool_size=1)
+    try:
+        async with engine.begin() as conn:
+            return await ensure_partitions(conn, months_ahead=months_ahead)
+    finally:
+        await engine.dispose()
+
+
+@main.command()
+def maintain() -> None:
+    """Housekeeping: expire holds past their time and purge idempotency keys past 24 hours."""
+    settings = get_settings()
+    with database(settings) as url:
+        expired, purged = asyncio.run(_maintain(url))
+    click.echo(f"{expired} hold(s) expired, {purged} idempotency key(s) purged")
+
+
+async def _maintain(url: str) -> tuple[int, int]:
+    from diboas.db.engine import create_engine, create_session_factory
+    from diboas.db.transactions import run_in_transaction
+    from diboas.ledger import holds, idempotency
+
+    engine = create_engine(url, pool_size=1)
+    sessions = create_session_factory(engine)
+    try:
+        expired = await run_in_transaction(
+            sessions, lambda s: holds.expire_holds(s, now=datetime.now(UTC))
+        )
+        purged = await run_in_transaction(sessions, idempotency.purge_expired)
+        return expired, purged
+    finally:
+        await engine.dispose()

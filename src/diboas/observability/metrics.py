@@ -1,0 +1,27 @@
+"""Prometheus metrics of the platform (one registry, the default one)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+HTTP_REQUEST_DURATION = Histogram(
+    "diboas_http_request_duration_seconds",
+    "HTTP request duration by route template, method and status.",
+    ["route", "method", "status"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0, 2.5, 5.0),
+)
+LEDGER_ENTRIES = Counter(
+    "diboas_ledger_entries_total", "Ledger entries committed, by kind.", ["kind"]
+)
+LEDGER_REFUSALS = Counter(
+    "diboas_ledger_refusals_total", "Ledger writes refused, by reason.", ["reason"]
+)
+DB_TRANSACTION_RETRIES = Counter(
+    "diboas_db_transaction_retries_total",
+    "Transactions run again after a deadlock or serialization failure.",
+)
+IDEMPOTENCY_OUTCOMES = Counter(
+    "diboas_idempotency_outcomes_total",
+    "Idempotent requests by outcome (claimed, replayed, in_flight, mismatch).",
+    ["outcome"],
+)

@@ -1,0 +1,95 @@
+"""Every setting of the platform, read from the environment with the ``DIBOAS_`` prefix."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Development defaults: good enough on a laptop, refused in production (see below).
+DEFAULT_SECRET_KEY = "dev-insecure-secret-key-change-me"  # noqa: S105
+DEFAULT_ENCRYPTION_KEY = "dev-insecure-encryption-key-change-me"  # noqa: S105
+
+Environment = Literal["development", "test", "production"]
+
+
+class InsecureSettingsError(ValueError):
+    """Raised when a production profile still carries a development secret."""
+
+
+class Settings(BaseSettings):
+    """The platform's configuration. Defaults are the production values for every limit."""
+
+    model_config = SettingsConfigDict(env_prefix="DIBOAS_", extra="ignore")
+
+    env: Environment = "development"
+    log_level: str = "INFO"
+
+    # --- processes -------------------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    data_dir: Path = Path(".data")
+
+    # --- storage ---------------------------------------------------------------------
+    # Empty means: start the embedded PostgreSQL under data_dir/postgres.
+    database_url: str = ""
+    redis_url: str | None = None
+    db_pool_size: int = Field(default=20, ge=1)
+    db_max_overflow: int = Field(default=10, ge=0)
+    db_statement_timeout_ms: int = Field(default=15_000, ge=100)
+    # A transaction that meets a deadlock or a serialization failure is run again this often.
+    db_max_retries: int = Field(default=8, ge=0)
+
+    # --- secrets ---------------------------------------------------------------------
+    secret_key: SecretStr = SecretStr(DEFAULT_SECRET_KEY)
+    encryption_key: SecretStr = SecretStr(DEFAULT_ENCRYPTION_KEY)
+
+    # --- limits ----------------------------------------------------------------------
+    rate_limits_enabled: bool = True
+    # None: required in production, not in development and test (DESIGN §4).
+    require_email_verification: bool | None = None
+    idempotency_ttl_hours: int = Field(default=24, ge=24)
+    # An in-flight idempotency key whose request died is taken over after this long.
+    idempotency_lease_seconds: int = Field(default=60, ge=1)
+    hold_default_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=1)
+    partition_months_ahead: int = Field(default=3, ge=1, le=24)
+
+    # --- demo ------------------------------------------------------------------------
+    demo_data: bool = True
+
+    @model_validator(mode="after")
+    def _refuse_default_secrets_in_production(self) -> Settings:
+        if self.env != "production":
+            return self
+        weak = [
+            name
+            for name, value, default in (
+                ("DIBOAS_SECRET_KEY", self.secret_key, DEFAULT_SECRET_KEY),
+                ("DIBOAS_ENCRYPTION_KEY", self.encryption_key, DEFAULT_ENCRYPTION_KEY),
+            )
+            if value.get_secret_value() == default or len(value.get_secret_value()) < 32
+        ]
+        if weak:
+            raise InsecureSettingsError(
+                "production refuses to start with default or short secrets: " + ", ".join(weak)
+            )
+        return self
+
+    @property
+    def email_verification_required(self) -> bool:
+        if self.require_email_verification is not None:
+            return self.require_email_verification
+        return self.env == "production"
+
+    @property
+    def embedded_database(self) -> bool:
+        return not self.database_url.strip()
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()
