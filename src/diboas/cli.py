@@ -186,3 +186,5 @@ async def _maintain(url: str) -> tuple[int, int]:
         return expired, purged
     finally:
         await engine.dispose()
+if __name__ == "__main__":
+    main()

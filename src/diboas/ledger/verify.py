@@ -95,10 +95,16 @@ _CHAIN = text("""
 """)
 
 
-async def verify_ledger(conn: AsyncConnection) -> VerifyReport:
-    """Check the whole ledger in one consistent snapshot (REPEATABLE READ, read only)."""
+async def verify_ledger(conn: AsyncConnection, *, own_snapshot: bool = True) -> VerifyReport:
+    """Check the whole ledger in one consistent snapshot.
+
+    With ``own_snapshot`` (the default) ``conn`` must be fresh: its transaction is made
+    REPEATABLE READ, READ ONLY. Without it, the checks see what ``conn``'s current
+    transaction sees (tests use this inside their rolled-back transaction).
+    """
     report = VerifyReport()
-    await conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"))
+    if own_snapshot:
+        await conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"))
     report.entries = (await conn.execute(text("SELECT count(*) FROM entries"))).scalar_one()
     for row in await conn.execute(_UNBALANCED):
         report.breaks.append(

@@ -1,0 +1,1 @@
+"""Benchmarks of the diboas platform (`make bench`)."""
