@@ -76,7 +76,9 @@ async def session(engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
     """A session inside a transaction that is rolled back when the test ends."""
     async with engine.connect() as conn:
         outer = await conn.begin()
-        db = AsyncSession(bind=conn, join_transaction_mode="create_savepoint", expire_on_commit=False)
+        db = AsyncSession(
+            bind=conn, join_transaction_mode="create_savepoint", expire_on_commit=False
+        )
         try:
             yield db
         finally:

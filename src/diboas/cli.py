@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import sys
 from collections.abc import Iterator
@@ -53,23 +54,24 @@ def migrate() -> None:
     click.echo("database is up to date")
 
 
-def _exit_on_sigterm(signum: int, frame: object) -> None:
-    # uvicorn re-raises the signal it stopped on; as SystemExit it unwinds through the
-    # `database()` context, which stops the embedded PostgreSQL cleanly.
-    raise SystemExit(128 + signum)
+def _interrupt_on_sigterm(signum: int, frame: object) -> None:
+    # uvicorn re-raises the signal it stopped on once it has shut down; SIGTERM then ends
+    # like Ctrl-C, unwinding through `database()`, which stops the embedded PostgreSQL.
+    raise KeyboardInterrupt
 
 
 def _serve(settings: Settings, url: str) -> None:
     import uvicorn
 
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
     from diboas.api.app import create_app
 
     app = create_app(settings, database_url=url)
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port, log_config=None, lifespan="on"
     )
-    uvicorn.Server(config).run()
+    with contextlib.suppress(KeyboardInterrupt):  # a requested stop is a clean exit
+        uvicorn.Server(config).run()
 
 
 @main.command()
@@ -186,5 +188,7 @@ async def _maintain(url: str) -> tuple[int, int]:
         return expired, purged
     finally:
         await engine.dispose()
+
+
 if __name__ == "__main__":
     main()

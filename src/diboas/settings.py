@@ -11,7 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Development defaults: good enough on a laptop, refused in production (see below).
 DEFAULT_SECRET_KEY = "dev-insecure-secret-key-change-me"  # noqa: S105
-DEFAULT_ENCRYPTION_KEY = "dev-insecure-encryption-key-change-me"  # noqa: S105
+DEFAULT_ENCRYPTION_KEY = "dev-insecure-encryption-key-change-me"
 
 Environment = Literal["development", "test", "production"]
 

@@ -41,7 +41,9 @@ async def _balances(sessions: SessionFactory, accounts: list[Account]) -> dict[i
     return await run_in_transaction(sessions, read)
 
 
-async def test_concurrent_transfers_keep_every_invariant(sessions: SessionFactory, engine: AsyncEngine) -> None:
+async def test_concurrent_transfers_keep_every_invariant(
+    sessions: SessionFactory, engine: AsyncEngine
+) -> None:
     rng = random.Random(20261125)
     run = uuid.uuid4().hex[:8]
 
@@ -66,8 +68,13 @@ async def test_concurrent_transfers_keep_every_invariant(sessions: SessionFactor
             amount = Decimal(local.randint(1, 40_000)) / 100
             reference = f"conc:{run}:{task}:{n}"
 
-            async def move(session: AsyncSession, s: Account = source, d: Account = destination,
-                           a: Decimal = amount, r: str = reference) -> None:
+            async def move(
+                session: AsyncSession,
+                s: Account = source,
+                d: Account = destination,
+                a: Decimal = amount,
+                r: str = reference,
+            ) -> None:
                 await service.transfer(session, source=s, destination=d, amount=a, reference=r)
 
             try:
@@ -75,7 +82,7 @@ async def test_concurrent_transfers_keep_every_invariant(sessions: SessionFactor
                 accepted.append(reference)
             except InsufficientFundsError:
                 refused.append(reference)
-            except Exception as exc:  # noqa: BLE001 - collected and asserted below
+            except Exception as exc:
                 unexpected.append(exc)
 
     await asyncio.gather(*(worker(t) for t in range(TASKS)))
@@ -89,7 +96,9 @@ async def test_concurrent_transfers_keep_every_invariant(sessions: SessionFactor
 
     async def references(session: AsyncSession) -> dict[str, int]:
         rows = await session.execute(
-            text("SELECT reference, count(*) AS n FROM entries WHERE reference LIKE :p GROUP BY reference"),
+            text(
+                "SELECT reference, count(*) AS n FROM entries WHERE reference LIKE :p GROUP BY reference"
+            ),
             {"p": f"conc:{run}:%"},
         )
         return {r.reference: r.n for r in rows}
@@ -106,7 +115,9 @@ async def test_concurrent_transfers_keep_every_invariant(sessions: SessionFactor
 async def test_one_hold_captured_concurrently_is_captured_once(sessions: SessionFactory) -> None:
     async def setup(session: AsyncSession) -> tuple[Account, Account, uuid.UUID]:
         account = await user_account(session, funded="100.00")
-        clearing = await service.platform_account(session, asset="USD", kind=AccountKind.CLEARING, shard=7)
+        clearing = await service.platform_account(
+            session, asset="USD", kind=AccountKind.CLEARING, shard=7
+        )
         hold = await holds.place_hold(session, account=account, amount=Decimal("60.00"))
         return account, clearing, hold.id
 

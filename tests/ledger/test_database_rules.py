@@ -12,7 +12,9 @@ import pytest
 PLATFORM = "00000000-0000-0000-0000-000000000000"
 
 
-async def _account(raw: asyncpg.Connection, owner_type: str = "user", kind: str = "available") -> int:
+async def _account(
+    raw: asyncpg.Connection, owner_type: str = "user", kind: str = "available"
+) -> int:
     owner = PLATFORM if owner_type == "platform" else str(uuid.uuid4())
     domain = "platform" if owner_type == "platform" else "banking"
     if owner_type == "platform":
@@ -24,7 +26,11 @@ async def _account(raw: asyncpg.Connection, owner_type: str = "user", kind: str 
         await raw.fetchval(
             """INSERT INTO accounts (owner_type, owner_id, domain, asset, kind, shard)
                VALUES ($1, $2, $3, 'USD', $4, $5) RETURNING id""",
-            owner_type, uuid.UUID(owner), domain, kind, shard,
+            owner_type,
+            uuid.UUID(owner),
+            domain,
+            kind,
+            shard,
         )
     )
 
@@ -35,13 +41,16 @@ async def _funded(raw: asyncpg.Connection, amount: str = "100.00") -> tuple[int,
     user = await _account(raw)
     await raw.execute(
         "SELECT ledger_post('deposit', $1::bigint[], $2::numeric[])",
-        [external, user], [Decimal(f"-{amount}"), Decimal(amount)],
+        [external, user],
+        [Decimal(f"-{amount}"), Decimal(amount)],
     )
     return external, user
 
 
 async def _balance(raw: asyncpg.Connection, account: int) -> Decimal:
-    return Decimal(await raw.fetchval("SELECT balance FROM balances WHERE account_id = $1", account))
+    return Decimal(
+        await raw.fetchval("SELECT balance FROM balances WHERE account_id = $1", account)
+    )
 
 
 async def _postings(raw: asyncpg.Connection, account: int) -> int:
@@ -53,11 +62,16 @@ async def test_unbalanced_entry_is_refused_at_commit(raw: asyncpg.Connection) ->
     before = await _postings(raw, user)
     with pytest.raises(asyncpg.PostgresError, match="unbalanced") as refused:
         async with raw.transaction():
-            entry = await raw.fetchrow("INSERT INTO entries (kind) VALUES ('raw') RETURNING id, created_at")
+            entry = await raw.fetchrow(
+                "INSERT INTO entries (kind) VALUES ('raw') RETURNING id, created_at"
+            )
             await raw.execute(
                 """INSERT INTO postings (entry_id, created_at, account_id, amount)
                    VALUES ($1, $2, $3, -5), ($1, $2, $4, 4)""",
-                entry["id"], entry["created_at"], external, user,
+                entry["id"],
+                entry["created_at"],
+                external,
+                user,
             )
     assert refused.value.sqlstate == "LD001"
     assert await _postings(raw, user) == before
@@ -65,14 +79,16 @@ async def test_unbalanced_entry_is_refused_at_commit(raw: asyncpg.Connection) ->
 
 
 async def test_posting_added_to_an_old_entry_is_refused(raw: asyncpg.Connection) -> None:
-    external, user = await _funded(raw)
+    _, user = await _funded(raw)
     entry = await raw.fetchrow(
         "SELECT entry_id, created_at FROM postings WHERE account_id = $1", user
     )
     with pytest.raises(asyncpg.PostgresError, match="unbalanced"):
         await raw.execute(
             "INSERT INTO postings (entry_id, created_at, account_id, amount) VALUES ($1, $2, $3, 7)",
-            entry["entry_id"], entry["created_at"], user,
+            entry["entry_id"],
+            entry["created_at"],
+            user,
         )
     assert await _balance(raw, user) == Decimal("100.00")
 
@@ -116,7 +132,9 @@ async def test_ledger_tables_cannot_be_truncated(raw: asyncpg.Connection, table:
         "DELETE FROM balances WHERE account_id = $1",
     ],
 )
-async def test_balances_are_written_only_by_postings(raw: asyncpg.Connection, statement: str) -> None:
+async def test_balances_are_written_only_by_postings(
+    raw: asyncpg.Connection, statement: str
+) -> None:
     _, user = await _funded(raw)
     with pytest.raises(asyncpg.PostgresError, match="written only by postings"):
         await raw.execute(statement, user)
@@ -127,11 +145,16 @@ async def test_balanced_raw_entry_cannot_drive_a_user_negative(raw: asyncpg.Conn
     external, user = await _funded(raw, "50.00")
     with pytest.raises(asyncpg.CheckViolationError, match="balance_non_negative"):
         async with raw.transaction():
-            entry = await raw.fetchrow("INSERT INTO entries (kind) VALUES ('raw') RETURNING id, created_at")
+            entry = await raw.fetchrow(
+                "INSERT INTO entries (kind) VALUES ('raw') RETURNING id, created_at"
+            )
             await raw.execute(
                 """INSERT INTO postings (entry_id, created_at, account_id, amount)
                    VALUES ($1, $2, $3, 50.01), ($1, $2, $4, -50.01)""",
-                entry["id"], entry["created_at"], external, user,
+                entry["id"],
+                entry["created_at"],
+                external,
+                user,
             )
     assert await _balance(raw, user) == Decimal("50.00")
 
@@ -142,7 +165,8 @@ async def test_held_balance_cannot_go_negative_either(raw: asyncpg.Connection) -
     with pytest.raises(asyncpg.PostgresError, match="insufficient funds") as refused:
         await raw.execute(
             "SELECT ledger_post('raw', $1::bigint[], $2::numeric[])",
-            [held, external], [Decimal("-1"), Decimal("1")],
+            [held, external],
+            [Decimal("-1"), Decimal("1")],
         )
     assert refused.value.sqlstate == "LD010"
 
@@ -152,7 +176,8 @@ async def test_amount_beyond_the_asset_scale_is_refused(raw: asyncpg.Connection)
     with pytest.raises(asyncpg.PostgresError, match="more decimals"):
         await raw.execute(
             "SELECT ledger_post('raw', $1::bigint[], $2::numeric[])",
-            [external, user], [Decimal("-0.001"), Decimal("0.001")],
+            [external, user],
+            [Decimal("-0.001"), Decimal("0.001")],
         )
 
 
@@ -160,11 +185,15 @@ async def test_posting_to_an_unknown_account_is_refused(raw: asyncpg.Connection)
     external, _ = await _funded(raw)
     with pytest.raises(asyncpg.PostgresError, match="unknown account"):
         async with raw.transaction():
-            entry = await raw.fetchrow("INSERT INTO entries (kind) VALUES ('raw') RETURNING id, created_at")
+            entry = await raw.fetchrow(
+                "INSERT INTO entries (kind) VALUES ('raw') RETURNING id, created_at"
+            )
             await raw.execute(
                 """INSERT INTO postings (entry_id, created_at, account_id, amount)
                    VALUES ($1, $2, $3, -1), ($1, $2, 987654321, 1)""",
-                entry["id"], entry["created_at"], external,
+                entry["id"],
+                entry["created_at"],
+                external,
             )
 
 
@@ -172,14 +201,20 @@ async def test_writer_supplied_chain_fields_are_overwritten(raw: asyncpg.Connect
     """A raw writer cannot forge the balance_after, sequence or hash of its posting."""
     external, user = await _funded(raw)
     async with raw.transaction():
-        entry = await raw.fetchrow("INSERT INTO entries (kind) VALUES ('raw') RETURNING id, created_at")
+        entry = await raw.fetchrow(
+            "INSERT INTO entries (kind) VALUES ('raw') RETURNING id, created_at"
+        )
         await raw.execute(
             """INSERT INTO postings (entry_id, created_at, account_id, amount, account_seq, balance_after, hash)
                VALUES ($1, $2, $3, -1, 99, 12345, '\\xdead'), ($1, $2, $4, 1, 99, 12345, '\\xdead')""",
-            entry["id"], entry["created_at"], external, user,
+            entry["id"],
+            entry["created_at"],
+            external,
+            user,
         )
     row = await raw.fetchrow(
         "SELECT account_seq, balance_after, length(hash) AS n FROM postings WHERE entry_id = $1 AND account_id = $2",
-        entry["id"], user,
+        entry["id"],
+        user,
     )
     assert (row["account_seq"], row["balance_after"], row["n"]) == (2, Decimal("101.00"), 32)

@@ -9,7 +9,12 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from diboas.kit.errors import ConflictError, InsufficientFundsError, InvalidAmountError, LedgerRuleError
+from diboas.kit.errors import (
+    ConflictError,
+    InsufficientFundsError,
+    InvalidAmountError,
+    LedgerRuleError,
+)
 from diboas.ledger import holds, service
 from diboas.ledger.holds import HoldStatus
 from diboas.ledger.models import Account, AccountKind

@@ -45,24 +45,38 @@ async def _count_entries(sessions: SessionFactory, reference: str) -> int:
 def _transfer(source: Account, destination: Account, amount: str, reference: str) -> Any:
     async def work(session: AsyncSession) -> tuple[int, dict[str, Any]]:
         entry = await service.transfer(
-            session, source=source, destination=destination, amount=Decimal(amount), reference=reference
+            session,
+            source=source,
+            destination=destination,
+            amount=Decimal(amount),
+            reference=reference,
         )
         return 201, {"entry_id": entry.id, "amount": amount}
 
     return work
 
 
-async def test_replay_returns_the_first_answer_and_moves_money_once(sessions: SessionFactory) -> None:
+async def test_replay_returns_the_first_answer_and_moves_money_once(
+    sessions: SessionFactory,
+) -> None:
     source, destination = await _pair(sessions)
     ref = f"test:{uuid.uuid4()}"
     key, scope = str(uuid.uuid4()), f"user:{source.owner_id}"
     request = {"to": destination.id, "amount": "10.00"}
 
     first = await idempotency.run_idempotent(
-        sessions, scope=scope, key=key, request=request, work=_transfer(source, destination, "10.00", ref)
+        sessions,
+        scope=scope,
+        key=key,
+        request=request,
+        work=_transfer(source, destination, "10.00", ref),
     )
     again = await idempotency.run_idempotent(
-        sessions, scope=scope, key=key, request=request, work=_transfer(source, destination, "10.00", ref)
+        sessions,
+        scope=scope,
+        key=key,
+        request=request,
+        work=_transfer(source, destination, "10.00", ref),
     )
 
     assert first == StoredResponse(201, first.body, replayed=False)
@@ -75,11 +89,19 @@ async def test_same_key_with_a_different_request_is_refused(sessions: SessionFac
     ref = f"test:{uuid.uuid4()}"
     key = str(uuid.uuid4())
     await idempotency.run_idempotent(
-        sessions, scope="s", key=key, request={"amount": "1.00"}, work=_transfer(source, destination, "1.00", ref)
+        sessions,
+        scope="s",
+        key=key,
+        request={"amount": "1.00"},
+        work=_transfer(source, destination, "1.00", ref),
     )
     with pytest.raises(IdempotencyKeyReusedError):
         await idempotency.run_idempotent(
-            sessions, scope="s", key=key, request={"amount": "2.00"}, work=_transfer(source, destination, "2.00", ref)
+            sessions,
+            scope="s",
+            key=key,
+            request={"amount": "2.00"},
+            work=_transfer(source, destination, "2.00", ref),
         )
     assert await _count_entries(sessions, ref) == 1
 
@@ -90,13 +112,19 @@ async def test_keys_are_scoped_to_their_caller(sessions: SessionFactory) -> None
     key = str(uuid.uuid4())
     for scope in ("user:a", "user:b"):
         answer = await idempotency.run_idempotent(
-            sessions, scope=scope, key=key, request={}, work=_transfer(source, destination, "1.00", ref)
+            sessions,
+            scope=scope,
+            key=key,
+            request={},
+            work=_transfer(source, destination, "1.00", ref),
         )
         assert answer.replayed is False
     assert await _count_entries(sessions, ref) == 2
 
 
-async def test_fifty_concurrent_requests_with_one_key_have_one_effect(sessions: SessionFactory) -> None:
+async def test_fifty_concurrent_requests_with_one_key_have_one_effect(
+    sessions: SessionFactory,
+) -> None:
     source, destination = await _pair(sessions, funded="1000.00")
     ref = f"test:{uuid.uuid4()}"
     key = str(uuid.uuid4())
@@ -105,7 +133,11 @@ async def test_fifty_concurrent_requests_with_one_key_have_one_effect(sessions: 
     async def attempt() -> StoredResponse | Exception:
         try:
             return await idempotency.run_idempotent(
-                sessions, scope="conc", key=key, request=request, work=_transfer(source, destination, "7.00", ref)
+                sessions,
+                scope="conc",
+                key=key,
+                request=request,
+                work=_transfer(source, destination, "7.00", ref),
             )
         except IdempotencyKeyInFlightError as busy:
             return busy
@@ -129,7 +161,11 @@ async def test_fifty_concurrent_requests_with_one_key_have_one_effect(sessions: 
     assert await run_in_transaction(sessions, balances) == (Decimal("993.00"), Decimal("7.00"))
     # Once the first request has finished, every retry is a replay.
     late = await idempotency.run_idempotent(
-        sessions, scope="conc", key=key, request=request, work=_transfer(source, destination, "7.00", ref)
+        sessions,
+        scope="conc",
+        key=key,
+        request=request,
+        work=_transfer(source, destination, "7.00", ref),
     )
     assert late.replayed and late.body == fresh[0].body
 
@@ -140,7 +176,11 @@ async def test_a_refusal_is_stored_and_replayed(sessions: SessionFactory) -> Non
     key = str(uuid.uuid4())
     with pytest.raises(InsufficientFundsError):
         await idempotency.run_idempotent(
-            sessions, scope="r", key=key, request={}, work=_transfer(source, destination, "6.00", ref)
+            sessions,
+            scope="r",
+            key=key,
+            request={},
+            work=_transfer(source, destination, "6.00", ref),
         )
     replay = await idempotency.run_idempotent(
         sessions, scope="r", key=key, request={}, work=_transfer(source, destination, "6.00", ref)
@@ -156,7 +196,9 @@ async def test_an_unexpected_failure_frees_the_key(sessions: SessionFactory) -> 
     key = str(uuid.uuid4())
 
     async def crash(session: AsyncSession) -> tuple[int, Any]:
-        await service.transfer(session, source=source, destination=destination, amount=Decimal("3"), reference=ref)
+        await service.transfer(
+            session, source=source, destination=destination, amount=Decimal("3"), reference=ref
+        )
         raise RuntimeError("the process fell over after posting")
 
     with pytest.raises(RuntimeError):
@@ -169,7 +211,9 @@ async def test_an_unexpected_failure_frees_the_key(sessions: SessionFactory) -> 
     assert await _count_entries(sessions, ref) == 1
 
 
-async def test_an_abandoned_in_flight_key_is_taken_over_after_its_lease(sessions: SessionFactory) -> None:
+async def test_an_abandoned_in_flight_key_is_taken_over_after_its_lease(
+    sessions: SessionFactory,
+) -> None:
     source, destination = await _pair(sessions)
     ref = f"test:{uuid.uuid4()}"
     key = str(uuid.uuid4())
@@ -186,11 +230,19 @@ async def test_an_abandoned_in_flight_key_is_taken_over_after_its_lease(sessions
     await run_in_transaction(sessions, abandon)
     with pytest.raises(IdempotencyKeyInFlightError):
         await idempotency.run_idempotent(
-            sessions, scope="lease", key=key, request={}, work=_transfer(source, destination, "1.00", ref),
+            sessions,
+            scope="lease",
+            key=key,
+            request={},
+            work=_transfer(source, destination, "1.00", ref),
             policy=IdempotencyPolicy(lease=__import__("datetime").timedelta(minutes=5)),
         )
     taken = await idempotency.run_idempotent(
-        sessions, scope="lease", key=key, request={}, work=_transfer(source, destination, "1.00", ref)
+        sessions,
+        scope="lease",
+        key=key,
+        request={},
+        work=_transfer(source, destination, "1.00", ref),
     )
     assert taken.replayed is False and await _count_entries(sessions, ref) == 1
 
@@ -209,12 +261,18 @@ async def test_keys_live_at_least_a_day_and_are_purged_after(sessions: SessionFa
     source, destination = await _pair(sessions)
     key = str(uuid.uuid4())
     await idempotency.run_idempotent(
-        sessions, scope="ttl", key=key, request={}, work=_transfer(source, destination, "1.00", f"t:{key}")
+        sessions,
+        scope="ttl",
+        key=key,
+        request={},
+        work=_transfer(source, destination, "1.00", f"t:{key}"),
     )
 
     async def lifetime(session: AsyncSession) -> float:
         result = await session.execute(
-            text("SELECT extract(epoch FROM expires_at - created_at) FROM idempotency_keys WHERE key = :k"),
+            text(
+                "SELECT extract(epoch FROM expires_at - created_at) FROM idempotency_keys WHERE key = :k"
+            ),
             {"k": key},
         )
         return float(result.scalar_one())
@@ -236,7 +294,9 @@ async def test_keys_live_at_least_a_day_and_are_purged_after(sessions: SessionFa
     assert await run_in_transaction(sessions, idempotency.purge_expired) >= 1
 
     async def still_there(session: AsyncSession) -> int:
-        result = await session.execute(text("SELECT count(*) FROM idempotency_keys WHERE key = :k"), {"k": key})
+        result = await session.execute(
+            text("SELECT count(*) FROM idempotency_keys WHERE key = :k"), {"k": key}
+        )
         return int(result.scalar_one())
 
     assert await run_in_transaction(sessions, still_there) == 1

@@ -49,12 +49,18 @@ class Model:
 
     available: list[Decimal]
     held: list[Decimal]
-    holds: list[tuple[Any, int, Decimal]] = field(default_factory=list)  # (hold id, user, remaining)
+    holds: list[tuple[Any, int, Decimal]] = field(
+        default_factory=list
+    )  # (hold id, user, remaining)
 
 
 async def _apply(
-    session: AsyncSession, op: tuple[Any, ...], accounts: list[Account], clearing: Account,
-    external: Account, model: Model,
+    session: AsyncSession,
+    op: tuple[Any, ...],
+    accounts: list[Account],
+    clearing: Account,
+    external: Account,
+    model: Model,
 ) -> None:
     name = op[0]
     if name == "deposit":
@@ -64,8 +70,11 @@ async def _apply(
     elif name == "withdraw":
         _, i, amount = op
         if model.available[i] < amount:
-            await _expect_refusal(session, InsufficientFundsError, service.transfer(
-                session, source=accounts[i], destination=external, amount=amount))
+            await _expect_refusal(
+                session,
+                InsufficientFundsError,
+                service.transfer(session, source=accounts[i], destination=external, amount=amount),
+            )
             return
         await service.transfer(session, source=accounts[i], destination=external, amount=amount)
         model.available[i] -= amount
@@ -74,8 +83,13 @@ async def _apply(
         if i == j:
             return
         if model.available[i] < amount:
-            await _expect_refusal(session, InsufficientFundsError, service.transfer(
-                session, source=accounts[i], destination=accounts[j], amount=amount))
+            await _expect_refusal(
+                session,
+                InsufficientFundsError,
+                service.transfer(
+                    session, source=accounts[i], destination=accounts[j], amount=amount
+                ),
+            )
             return
         await service.transfer(session, source=accounts[i], destination=accounts[j], amount=amount)
         model.available[i] -= amount
@@ -83,8 +97,11 @@ async def _apply(
     elif name == "hold":
         _, i, amount = op
         if model.available[i] < amount:
-            await _expect_refusal(session, InsufficientFundsError, holds.place_hold(
-                session, account=accounts[i], amount=amount))
+            await _expect_refusal(
+                session,
+                InsufficientFundsError,
+                holds.place_hold(session, account=accounts[i], amount=amount),
+            )
             return
         hold = await holds.place_hold(session, account=accounts[i], amount=amount)
         model.available[i] -= amount
@@ -94,7 +111,9 @@ async def _apply(
         await _settle_hold(session, op, clearing, model)
 
 
-async def _settle_hold(session: AsyncSession, op: tuple[Any, ...], clearing: Account, model: Model) -> None:
+async def _settle_hold(
+    session: AsyncSession, op: tuple[Any, ...], clearing: Account, model: Model
+) -> None:
     if not model.holds:
         return
     index = op[1] % len(model.holds)
@@ -110,8 +129,11 @@ async def _settle_hold(session: AsyncSession, op: tuple[Any, ...], clearing: Acc
     if op[0] == "capture":
         _, _, amount, release_rest = op
         if amount is not None and amount > remaining:
-            await _expect_refusal(session, InvalidAmountError, holds.capture_hold(
-                session, hold_id, destination=clearing, amount=amount))
+            await _expect_refusal(
+                session,
+                InvalidAmountError,
+                holds.capture_hold(session, hold_id, destination=clearing, amount=amount),
+            )
             return
         taken = remaining if amount is None else amount
         await holds.capture_hold(
@@ -154,8 +176,12 @@ async def _check(session: AsyncSession, accounts: list[Account], model: Model) -
         assert available == model.available[i] and available >= 0
     for i, account in enumerate(accounts):
         held = await service.customer_account(
-            session, owner_type=account.owner_type, owner_id=account.owner_id,
-            domain=account.domain, asset="USD", kind=AccountKind.HELD,
+            session,
+            owner_type=account.owner_type,
+            owner_id=account.owner_id,
+            domain=account.domain,
+            asset="USD",
+            kind=AccountKind.HELD,
         )
         assert (await service.balance(session, held.id)).balance == model.held[i]
 
@@ -164,14 +190,20 @@ async def _check(session: AsyncSession, accounts: list[Account], model: Model) -
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=False
 )
 @given(ops=operations)
-async def test_random_sequences_keep_every_invariant(engine: AsyncEngine, ops: list[tuple[Any, ...]]) -> None:
+async def test_random_sequences_keep_every_invariant(
+    engine: AsyncEngine, ops: list[tuple[Any, ...]]
+) -> None:
     async with engine.connect() as conn:
         outer = await conn.begin()
         session = AsyncSession(bind=conn, join_transaction_mode="create_savepoint")
         try:
             accounts = [await user_account(session, funded="100.00") for _ in range(USERS)]
-            clearing = await service.platform_account(session, asset="USD", kind=AccountKind.CLEARING)
-            external = await service.platform_account(session, asset="USD", kind=AccountKind.EXTERNAL)
+            clearing = await service.platform_account(
+                session, asset="USD", kind=AccountKind.CLEARING
+            )
+            external = await service.platform_account(
+                session, asset="USD", kind=AccountKind.EXTERNAL
+            )
             model = Model(available=[Decimal("100.00")] * USERS, held=[Decimal(0)] * USERS)
             for op in ops:
                 await _apply(session, op, accounts, clearing, external, model)
@@ -179,7 +211,9 @@ async def test_random_sequences_keep_every_invariant(engine: AsyncEngine, ops: l
             # Everything the deferred triggers would check at commit, checked now.
             await session.execute(text("SET CONSTRAINTS ALL IMMEDIATE"))
             totals = await session.execute(
-                text("SELECT asset, sum(amount) FROM postings GROUP BY asset HAVING sum(amount) <> 0")
+                text(
+                    "SELECT asset, sum(amount) FROM postings GROUP BY asset HAVING sum(amount) <> 0"
+                )
             )
             assert totals.all() == []
             report = await verify_ledger(conn, own_snapshot=False)

@@ -57,7 +57,11 @@ async def test_opening_an_account_twice_returns_the_same_account(session: AsyncS
 async def test_unknown_asset_is_refused(session: AsyncSession) -> None:
     with pytest.raises(NotFoundError):
         await service.customer_account(
-            session, owner_type=OwnerType.USER, owner_id=uuid.uuid4(), domain=Domain.BANKING, asset="XYZ"
+            session,
+            owner_type=OwnerType.USER,
+            owner_id=uuid.uuid4(),
+            domain=Domain.BANKING,
+            asset="XYZ",
         )
 
 

@@ -44,7 +44,9 @@ async def test_an_honest_ledger_verifies(session: AsyncSession) -> None:
     assert report.postings >= 4 and report.entries >= 2
 
 
-async def test_an_altered_amount_is_reported_as_unbalanced_and_broken(session: AsyncSession) -> None:
+async def test_an_altered_amount_is_reported_as_unbalanced_and_broken(
+    session: AsyncSession,
+) -> None:
     alice = await user_account(session, funded="100.00")
     await _tamper(session, "UPDATE postings SET amount = 1000.00 WHERE account_id = :a", a=alice.id)
     report = await _report(session)
@@ -87,7 +89,9 @@ async def test_a_rewritten_hash_is_reported(session: AsyncSession) -> None:
     )
     report = await _report(session)
     assert any(
-        b.kind == "chain" and "hash does not match" in b.message and b.subject.startswith(f"account {alice.id}")
+        b.kind == "chain"
+        and "hash does not match" in b.message
+        and b.subject.startswith(f"account {alice.id}")
         for b in report.breaks
     )
 
@@ -111,7 +115,11 @@ def _cli_verify(url: URL) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "DIBOAS_DATABASE_URL": plain_url(url)}
     return subprocess.run(
         [sys.executable, "-m", "diboas.cli", "ledger", "verify"],
-        env=env, capture_output=True, text=True, timeout=120, check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 
@@ -129,7 +137,9 @@ async def test_cli_exit_codes(scratch_database: URL) -> None:
             )
         ]
         await raw.execute(
-            "SELECT ledger_post('deposit', $1::bigint[], $2::numeric[])", ids, [Decimal("-9.99"), Decimal("9.99")]
+            "SELECT ledger_post('deposit', $1::bigint[], $2::numeric[])",
+            ids,
+            [Decimal("-9.99"), Decimal("9.99")],
         )
         healthy = _cli_verify(scratch_database)
         assert healthy.returncode == 0, healthy.stdout + healthy.stderr

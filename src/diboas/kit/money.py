@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from decimal import ROUND_DOWN, ROUND_UP, Decimal, InvalidOperation
 
 from diboas.kit.errors import InvalidAmountError
@@ -9,6 +10,9 @@ from diboas.kit.errors import InvalidAmountError
 # The most digits an amount may carry before the decimal point (far above any real value,
 # low enough that no arithmetic overflows NUMERIC or a context's precision).
 MAX_INTEGER_DIGITS = 20
+
+# ASCII digits only: Decimal() would also take other scripts' digits, exponents and "NaN".
+_PLAIN_DECIMAL = re.compile(r"[+-]?[0-9]+(?:\.[0-9]+)?", re.ASCII)
 
 
 def parse_amount(value: str | Decimal, scale: int, *, field: str = "amount") -> Decimal:
@@ -19,13 +23,17 @@ def parse_amount(value: str | Decimal, scale: int, *, field: str = "amount") -> 
     """
     if isinstance(value, bool) or not isinstance(value, (str, Decimal)):
         raise InvalidAmountError(f"{field} must be a decimal string", details={"field": field})
-    text = value if isinstance(value, str) else format(value, "f")
-    if not text or not all(c.isdigit() or c in ".-+" for c in text.strip()):
-        raise InvalidAmountError(f"{field} must be a plain decimal string", details={"field": field})
+    text = (value if isinstance(value, str) else format(value, "f")).strip()
+    if not _PLAIN_DECIMAL.fullmatch(text):
+        raise InvalidAmountError(
+            f"{field} must be a plain decimal string", details={"field": field}
+        )
     try:
-        amount = Decimal(text.strip())
+        amount = Decimal(text)
     except InvalidOperation:
-        raise InvalidAmountError(f"{field} is not a decimal number", details={"field": field}) from None
+        raise InvalidAmountError(
+            f"{field} is not a decimal number", details={"field": field}
+        ) from None
     if not amount.is_finite() or amount <= 0:
         raise InvalidAmountError(f"{field} must be greater than zero", details={"field": field})
     exponent = amount.as_tuple().exponent

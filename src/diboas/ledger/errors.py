@@ -6,7 +6,12 @@ import json
 from decimal import Decimal
 
 from diboas.db.errors import error_detail, error_message, sqlstate
-from diboas.kit.errors import DomainError, InsufficientFundsError, InvalidAmountError, LedgerRuleError
+from diboas.kit.errors import (
+    DomainError,
+    InsufficientFundsError,
+    InvalidAmountError,
+    LedgerRuleError,
+)
 from diboas.observability.metrics import LEDGER_REFUSALS
 
 # SQLSTATEs raised by sql/0001_ledger.sql.
@@ -38,7 +43,9 @@ def translate(exc: BaseException) -> DomainError | None:
         LEDGER_REFUSALS.labels("too_many_decimals").inc()
         return InvalidAmountError(error_message(exc))
     if state in (UNBALANCED, UNKNOWN_ACCOUNT, APPEND_ONLY):
-        LEDGER_REFUSALS.labels({UNBALANCED: "unbalanced", UNKNOWN_ACCOUNT: "unknown_account"}.get(state, "append_only")).inc()
+        LEDGER_REFUSALS.labels(
+            {UNBALANCED: "unbalanced", UNKNOWN_ACCOUNT: "unknown_account"}.get(state, "append_only")
+        ).inc()
         return LedgerRuleError(error_message(exc))
     return None
 

@@ -60,7 +60,8 @@ _INSERT = text("""
 """)
 _LOCK = text("SELECT * FROM holds WHERE id = :id FOR UPDATE")
 _UPDATE = text("""
-    UPDATE holds SET captured = :captured, released = :released, status = :status, updated_at = now()
+    UPDATE holds
+       SET captured = :captured, released = :released, status = :status, updated_at = now()
      WHERE id = :id RETURNING *
 """)
 _EXPIRED = text("""
@@ -117,19 +118,23 @@ async def place_hold(
         db_now = (await session.execute(text("SELECT now()"))).scalar_one()
         expires_at = db_now + ttl
     row = (
-        await session.execute(
-            _INSERT,
-            {
-                "id": hold_id,
-                "account_id": account.id,
-                "held_account_id": held.id,
-                "asset": account.asset,
-                "amount": amount,
-                "reference": reference,
-                "expires_at": expires_at,
-            },
+        (
+            await session.execute(
+                _INSERT,
+                {
+                    "id": hold_id,
+                    "account_id": account.id,
+                    "held_account_id": held.id,
+                    "asset": account.asset,
+                    "amount": amount,
+                    "reference": reference,
+                    "expires_at": expires_at,
+                },
+            )
         )
-    ).mappings().one()
+        .mappings()
+        .one()
+    )
     return _hold(row)
 
 
@@ -243,8 +248,10 @@ async def expire_holds(session: AsyncSession, *, now: datetime, limit: int = 500
 async def get_hold(session: AsyncSession, hold_id: uuid.UUID) -> Hold:
     """The hold with this id."""
     row = (
-        await session.execute(text("SELECT * FROM holds WHERE id = :id"), {"id": hold_id})
-    ).mappings().one_or_none()
+        (await session.execute(text("SELECT * FROM holds WHERE id = :id"), {"id": hold_id}))
+        .mappings()
+        .one_or_none()
+    )
     if row is None:
         raise NotFoundError(f"hold {hold_id} does not exist")
     return _hold(row)

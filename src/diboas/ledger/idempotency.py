@@ -172,8 +172,8 @@ async def run_idempotent(
         return await run_in_transaction(sessions, work_and_store, max_retries=policy.max_retries)
     except DomainError as refusal:
 
-        async def store_refusal(session: AsyncSession) -> None:
-            await store(session, refusal.status_code, error_body(refusal))
+        async def store_refusal(session: AsyncSession, error: DomainError = refusal) -> None:
+            await store(session, error.status_code, error_body(error))
 
         await run_in_transaction(sessions, store_refusal, max_retries=policy.max_retries)
         raise

@@ -43,9 +43,7 @@ class VerifyReport:
         return not self.breaks
 
     def summary(self) -> str:
-        head = (
-            f"{self.entries} entries, {self.postings} postings, {self.accounts} accounts checked"
-        )
+        head = f"{self.entries} entries, {self.postings} postings, {self.accounts} accounts checked"
         if self.ok:
             return f"ledger OK: {head}; every entry balanced, balances match, hash chains intact"
         lines = [f"ledger BROKEN: {len(self.breaks)} break(s) in {head}"]
