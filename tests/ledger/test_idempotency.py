@@ -302,3 +302,14 @@ async def test_keys_live_at_least_a_day_and_are_purged_after(sessions: SessionFa
     assert await run_in_transaction(sessions, still_there) == 1
     key = old_key
     assert await run_in_transaction(sessions, still_there) == 0
+
+
+def test_policy_follows_the_settings() -> None:
+    from datetime import timedelta
+
+    from diboas.settings import Settings
+
+    policy = IdempotencyPolicy.from_settings(
+        Settings(idempotency_ttl_hours=48, idempotency_lease_seconds=5, db_max_retries=2)
+    )
+    assert policy == IdempotencyPolicy(ttl=timedelta(hours=48), lease=timedelta(seconds=5), max_retries=2)

@@ -29,6 +29,7 @@ from diboas.kit.errors import (
     InvalidRequestError,
 )
 from diboas.observability.metrics import IDEMPOTENCY_OUTCOMES
+from diboas.settings import Settings
 
 MAX_KEY_LENGTH = 255
 
@@ -49,6 +50,15 @@ class IdempotencyPolicy:
     ttl: timedelta = timedelta(hours=24)
     lease: timedelta = timedelta(seconds=60)
     max_retries: int = 8
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> IdempotencyPolicy:
+        """The policy the platform's settings describe."""
+        return cls(
+            ttl=timedelta(hours=settings.idempotency_ttl_hours),
+            lease=timedelta(seconds=settings.idempotency_lease_seconds),
+            max_retries=settings.db_max_retries,
+        )
 
 
 def fingerprint(request: Any) -> str:
