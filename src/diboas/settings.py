@@ -47,6 +47,33 @@ class Settings(BaseSettings):
     secret_key: SecretStr = SecretStr(DEFAULT_SECRET_KEY)
     encryption_key: SecretStr = SecretStr(DEFAULT_ENCRYPTION_KEY)
 
+    # --- identity --------------------------------------------------------------------
+    # JWT signing keys by key id, as JSON ({"kid": "secret", ...}); empty: one key derived
+    # from secret_key. New tokens are signed with jwt_current_kid; every listed key verifies,
+    # so a key rotates by adding the new one, switching the current id, then retiring the old.
+    jwt_signing_keys: dict[str, SecretStr] = Field(default_factory=dict)
+    jwt_current_kid: str = ""
+    access_token_ttl_seconds: int = Field(default=15 * 60, ge=30)
+    refresh_token_ttl_days: int = Field(default=30, ge=1)
+    login_max_failures: int = Field(default=10, ge=1)
+    login_lockout_minutes: int = Field(default=30, ge=1)
+    password_min_length: int = Field(default=12, ge=8)
+    one_time_token_ttl_minutes: int = Field(default=60, ge=5)
+
+    # --- providers -------------------------------------------------------------------
+    public_url: str = "http://127.0.0.1:8000"
+    # "sandbox" writes each message as an .eml file under data_dir/outbox; "smtp" sends it
+    # (SendGrid's SMTP relay in production).
+    email_provider: Literal["sandbox", "smtp"] = "sandbox"
+    email_from: str = "diBoaS <no-reply@diboas.com>"
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = True
+    smtp_timeout_seconds: float = Field(default=10.0, gt=0)
+    run_worker_in_process: bool = True
+
     # --- limits ----------------------------------------------------------------------
     rate_limits_enabled: bool = True
     # None: required in production, not in development and test (DESIGN §4).

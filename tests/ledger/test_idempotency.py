@@ -312,4 +312,6 @@ def test_policy_follows_the_settings() -> None:
     policy = IdempotencyPolicy.from_settings(
         Settings(idempotency_ttl_hours=48, idempotency_lease_seconds=5, db_max_retries=2)
     )
-    assert policy == IdempotencyPolicy(ttl=timedelta(hours=48), lease=timedelta(seconds=5), max_retries=2)
+    assert policy == IdempotencyPolicy(
+        ttl=timedelta(hours=48), lease=timedelta(seconds=5), max_retries=2
+    )

@@ -2,23 +2,39 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 
 from diboas import __version__
 from diboas.api.errors import install_error_handlers
 from diboas.api.middleware import RequestContextMiddleware
 from diboas.db.engine import create_engine, create_session_factory
 from diboas.observability.health import router as health_router
+from diboas.orchestration.worker import Worker, run_until_cancelled
 from diboas.settings import Settings
 
 API_PREFIX = "/api/v1"
 
 
-def create_app(settings: Settings, *, database_url: str) -> FastAPI:
-    """The platform's ASGI app on the database at ``database_url``."""
+def _api_routers() -> list[Any]:
+    from diboas.identity.endpoints import router as identity
+
+    return [identity]
+
+
+def create_app(
+    settings: Settings, *, database_url: str, services: dict[str, Any] | None = None
+) -> FastAPI:
+    """The platform's ASGI app on the database at ``database_url``.
+
+    ``services`` overrides provider implementations (tests hand in local counterparts).
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -30,9 +46,17 @@ def create_app(settings: Settings, *, database_url: str) -> FastAPI:
         )
         app.state.engine = engine
         app.state.sessions = create_session_factory(engine)
+        worker_task: asyncio.Task[None] | None = None
+        if settings.run_worker_in_process:
+            worker = Worker(database_url, app.state.sessions, settings, app.state.services)
+            worker_task = asyncio.create_task(run_until_cancelled(worker), name="diboas-worker")
         try:
             yield
         finally:
+            if worker_task is not None:
+                worker_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await worker_task
             await engine.dispose()
 
     app = FastAPI(
@@ -44,7 +68,27 @@ def create_app(settings: Settings, *, database_url: str) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.services = dict(services or {})
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware)
     app.include_router(health_router)
+    for router in _api_routers():
+        app.include_router(router, prefix=API_PREFIX)
     return app
+
+
+def iter_api_routes(app: FastAPI) -> list[tuple[str, APIRoute]]:
+    """Every API route of the app with its full path (included routers flattened)."""
+    found: list[tuple[str, APIRoute]] = []
+
+    def walk(routes: list[Any], prefix: str) -> None:
+        for route in routes:
+            if isinstance(route, APIRoute):
+                found.append((prefix + route.path, route))
+            elif hasattr(route, "original_router"):  # a router included into this one
+                walk(route.original_router.routes, prefix + route.include_context.prefix)
+            elif hasattr(route, "routes"):
+                walk(route.routes, prefix + getattr(route, "path", ""))
+
+    walk(list(app.routes), "")
+    return found

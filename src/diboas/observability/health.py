@@ -7,15 +7,17 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
+from diboas.identity.dependencies import public
+
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/healthz", summary="The process is up")
+@router.get("/healthz", summary="The process is up", dependencies=[public()])
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="The database answers", response_model=None)
+@router.get("/readyz", summary="The database answers", response_model=None, dependencies=[public()])
 async def readyz(request: Request) -> JSONResponse:
     try:
         async with request.app.state.engine.connect() as conn:
@@ -27,6 +29,8 @@ async def readyz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ready", "database": "ok"})
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+@router.get(
+    "/metrics", summary="Prometheus metrics", response_class=Response, dependencies=[public()]
+)
 async def metrics() -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

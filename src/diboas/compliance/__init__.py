@@ -1,0 +1,1 @@
+"""Compliance: KYC tiers and limits, sanctions screening, and the audit log."""

@@ -1,0 +1,1 @@
+"""Messages to users (email now; SMS with the providers issue), sent by durable jobs."""

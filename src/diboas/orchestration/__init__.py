@@ -1,0 +1,1 @@
+"""Durable jobs (PgQueuer on the application's own PostgreSQL) and, later, sagas."""

@@ -1,0 +1,1 @@
+"""Adapters to the outside world behind interfaces, each with a sandbox."""

@@ -1,0 +1,7 @@
+"""Every module that registers durable jobs, imported by the worker."""
+
+from __future__ import annotations
+
+from diboas.notifications import email as _email  # noqa: F401
+
+__all__: list[str] = []
