@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -75,6 +76,17 @@ class Settings(BaseSettings):
     run_worker_in_process: bool = True
 
     # --- limits ----------------------------------------------------------------------
+    # KYC tier 1 daily limits in USD (DESIGN §4); monthly is tier1_monthly_multiple times the
+    # daily figure; tier 2 is tier2_multiple times tier 1. Tier 0 moves no money.
+    tier1_daily_deposit_usd: Decimal = Field(default=Decimal("10000"), gt=0)
+    tier1_daily_withdrawal_usd: Decimal = Field(default=Decimal("5000"), gt=0)
+    tier1_daily_transfer_usd: Decimal = Field(default=Decimal("5000"), gt=0)
+    tier1_monthly_multiple: int = Field(default=3, ge=1)
+    tier2_multiple: int = Field(default=10, ge=1)
+    fee_quote_ttl_seconds: int = Field(default=60, ge=5)
+    # Requests per second per client (DESIGN §4), on /api/v1 and on /api/v1/auth.
+    api_rate_limit_per_second: int = Field(default=10, ge=1)
+    auth_rate_limit_per_second: int = Field(default=5, ge=1)
     rate_limits_enabled: bool = True
     # None: required in production, not in development and test (DESIGN §4).
     require_email_verification: bool | None = None

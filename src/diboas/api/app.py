@@ -23,9 +23,15 @@ API_PREFIX = "/api/v1"
 
 
 def _api_routers() -> list[Any]:
+    from diboas.balances.endpoints import router as balances
+    from diboas.banking.endpoints import router as banking
+    from diboas.compliance.endpoints import router as compliance
+    from diboas.fees.endpoints import router as fees
     from diboas.identity.endpoints import router as identity
+    from diboas.ledger.endpoints import router as ledger
+    from diboas.market.endpoints import router as market
 
-    return [identity]
+    return [identity, compliance, banking, balances, fees, market, ledger]
 
 
 def create_app(

@@ -1,0 +1,1 @@
+"""Banking: deposits, withdrawals, P2P transfers, linked bank accounts, transaction history."""

@@ -1,0 +1,1 @@
+"""Market data: prices (sandbox feed by default)."""
