@@ -115,6 +115,27 @@ async def _seed_demo(url: str):  # type: ignore[no-untyped-def]
         await engine.dispose()
 
 
+@main.command()
+def worker() -> None:
+    """Run durable jobs (as many worker processes as you like, beside `serve`)."""
+    settings = get_settings()
+    _configure(settings)
+    with database(settings) as url:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(_work(settings, url))
+
+
+async def _work(settings: Settings, url: str) -> None:
+    from diboas.db.engine import create_engine, create_session_factory
+    from diboas.orchestration.worker import Worker
+
+    engine = create_engine(url, pool_size=settings.db_pool_size)
+    try:
+        await Worker(url, create_session_factory(engine), settings, {}).run()
+    finally:
+        await engine.dispose()
+
+
 @main.group()
 def ledger() -> None:
     """Ledger operations."""

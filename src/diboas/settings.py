@@ -84,9 +84,10 @@ class Settings(BaseSettings):
     tier1_monthly_multiple: int = Field(default=3, ge=1)
     tier2_multiple: int = Field(default=10, ge=1)
     fee_quote_ttl_seconds: int = Field(default=60, ge=5)
-    # Requests per second per client (DESIGN §4), on /api/v1 and on /api/v1/auth.
-    api_rate_limit_per_second: int = Field(default=10, ge=1)
-    auth_rate_limit_per_second: int = Field(default=5, ge=1)
+    # Per client (DESIGN §4), in the `limits` notation ("10/second", "100/minute"): every
+    # /api/v1 route, and /api/v1/auth/* on its own stricter budget.
+    api_rate_limit: str = "10/second"
+    auth_rate_limit: str = "5/second"
     rate_limits_enabled: bool = True
     # None: required in production, not in development and test (DESIGN §4).
     require_email_verification: bool | None = None

@@ -82,7 +82,7 @@ async def test_concurrent_transfers_keep_every_invariant(
                 accepted.append(reference)
             except InsufficientFundsError:
                 refused.append(reference)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - collected and asserted below
                 unexpected.append(exc)
 
     await asyncio.gather(*(worker(t) for t in range(TASKS)))

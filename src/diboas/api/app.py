@@ -14,6 +14,7 @@ from fastapi.routing import APIRoute
 from diboas import __version__
 from diboas.api.errors import install_error_handlers
 from diboas.api.middleware import RequestContextMiddleware
+from diboas.api.ratelimit import RateLimitMiddleware
 from diboas.db.engine import create_engine, create_session_factory
 from diboas.observability.health import router as health_router
 from diboas.orchestration.worker import Worker, run_until_cancelled
@@ -76,6 +77,11 @@ def create_app(
     app.state.settings = settings
     app.state.services = dict(services or {})
     install_error_handlers(app)
+    # The request context is added last so it wraps everything: a request id exists before
+    # a rate limit can refuse the request.
+    app.add_middleware(
+        RateLimitMiddleware, settings=settings, storage=(services or {}).get("rate_limit_storage")
+    )
     app.add_middleware(RequestContextMiddleware)
     app.include_router(health_router)
     for router in _api_routers():

@@ -25,3 +25,6 @@ IDEMPOTENCY_OUTCOMES = Counter(
     "Idempotent requests by outcome (claimed, replayed, in_flight, mismatch).",
     ["outcome"],
 )
+RATE_LIMITED = Counter(
+    "diboas_rate_limited_total", "Requests refused by a rate limit, by bucket.", ["bucket"]
+)
