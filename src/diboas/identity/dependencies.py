@@ -65,12 +65,9 @@ async def authenticate(
     except tokens.InvalidTokenError:
         raise UnauthorizedError("the access token is not valid") from None
 
-    async def load(session: Any) -> User | None:
-        if not await repository.session_is_active(session, claims.session_id, claims.user_id):
-            return None
-        return await repository.get(session, claims.user_id)
-
-    user = await db.run(load)
+    user = await db.run(
+        lambda session: repository.user_of_active_session(session, claims.session_id, claims.user_id)
+    )
     if user is None or user.status != "active":
         raise UnauthorizedError("the session has ended")
     request.state.user_id = str(user.id)

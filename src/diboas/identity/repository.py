@@ -269,17 +269,20 @@ async def revoke_all_sessions(
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
-async def session_is_active(
+async def user_of_active_session(
     session: AsyncSession, session_id: uuid.UUID, user_id: uuid.UUID
-) -> bool:
-    """True while a session is neither revoked nor expired."""
-    result = await session.execute(
-        text("""SELECT 1 FROM auth_sessions
-                 WHERE id = :id AND user_id = :user_id
-                   AND revoked_at IS NULL AND expires_at > now()"""),
-        {"id": session_id, "user_id": user_id},
-    )
-    return result.scalar() is not None
+) -> User | None:
+    """The user behind a session that is neither revoked nor expired (one query per request)."""
+    columns = ", ".join(f"u.{c.strip()}" for c in _USER_COLUMNS.split(","))
+    row = (
+        await session.execute(
+            text(f"""SELECT {columns} FROM auth_sessions s JOIN users u ON u.id = s.user_id
+                      WHERE s.id = :id AND s.user_id = :user_id
+                        AND s.revoked_at IS NULL AND s.expires_at > now()"""),
+            {"id": session_id, "user_id": user_id},
+        )
+    ).one_or_none()
+    return None if row is None else _user(row)
 
 
 async def active_sessions(session: AsyncSession, user_id: uuid.UUID) -> list[AuthSession]:
