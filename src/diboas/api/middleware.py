@@ -15,6 +15,19 @@ log = structlog.get_logger("diboas.request")
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
 
+def route_template(scope: Scope) -> str:
+    """The matched route's path template with its router's prefix ("/api/v1/transactions/{id}").
+
+    Templates, not raw paths, keep metric label cardinality bounded.
+    """
+    path = getattr(scope.get("route"), "path", None)
+    if path is None:
+        return "unmatched"
+    included = (scope.get("fastapi") or {}).get("included_router")
+    prefix = getattr(getattr(included, "include_context", None), "prefix", "")
+    return f"{prefix}{path}"
+
+
 class RequestContextMiddleware:
     """Pure ASGI (no BaseHTTPMiddleware) so it adds no task hop to the hot path."""
 
@@ -43,8 +56,7 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - started
-            route = scope.get("route")
-            template = getattr(route, "path", "unmatched")
+            template = route_template(scope)
             HTTP_REQUEST_DURATION.labels(template, scope["method"], str(status)).observe(elapsed)
             log.info(
                 "request",
