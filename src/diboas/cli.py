@@ -120,9 +120,8 @@ def worker() -> None:
     """Run durable jobs (as many worker processes as you like, beside `serve`)."""
     settings = get_settings()
     _configure(settings)
-    with database(settings) as url:
-        with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(_work(settings, url))
+    with database(settings) as url, contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_work(settings, url))
 
 
 async def _work(settings: Settings, url: str) -> None:
