@@ -15,6 +15,7 @@ import psutil
 from sqlalchemy.engine import URL
 
 from diboas.db.urls import plain_url
+from diboas.demo import DEMO_EMAIL, DEMO_PASSWORD
 
 START_TIMEOUT_SECONDS = 90
 
