@@ -66,11 +66,21 @@ def test_run_serves_the_platform_on_a_configured_database(
         assert (
             "diboas_http_request_duration_seconds" in httpx.get(f"{base}/metrics", timeout=5).text
         )
+        # The printed demo credentials work, and the demo user may move money at once.
+        login = httpx.post(
+            f"{base}/api/v1/auth/login",
+            json={"email": DEMO_EMAIL, "password": DEMO_PASSWORD},
+            timeout=10,
+        )
+        assert login.status_code == 200, login.text
+        headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
+        me = httpx.get(f"{base}/api/v1/me", headers=headers, timeout=5).json()
+        assert (me["kyc_tier"], me["email_verified"]) == (1, True)
     finally:
         code = _interrupt(process)
     output = log.read_text()
     assert code == 0, output
-    assert "demo user: demo@diboas.local / " in output
+    assert "demo user: demo@example.com / " in output
     assert "USD balance 1000.00" in output
 
 

@@ -24,7 +24,7 @@ from diboas.ledger import idempotency, service
 from diboas.ledger.models import AccountKind, Domain, OwnerType
 from diboas.providers.kyc import KycApplicant, SandboxKycProvider
 
-DEMO_EMAIL = "demo@diboas.local"
+DEMO_EMAIL = "demo@example.com"
 DEMO_PASSWORD = "demo-Passw0rd!"  # noqa: S105 - printed on purpose; development only
 DEMO_DEPOSIT = Decimal("1000.00")
 PLATFORM_KINDS = (

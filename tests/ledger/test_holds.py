@@ -149,3 +149,37 @@ async def test_expired_holds_are_released(session: AsyncSession) -> None:
     assert (await holds.get_hold(session, fresh.id)).status is HoldStatus.ACTIVE
     assert await _available(session, account) == Decimal("80.00")
     assert await _entry_kinds(session, stale.id) == ["hold.place", "hold.expire"]
+
+
+async def test_capture_split_among_destinations_is_one_entry(session: AsyncSession) -> None:
+    """A payout and its fee leave the hold together: one entry, nothing returns to available."""
+    account = await user_account(session, funded="100.00")
+    external = await service.platform_account(session, asset="USD", kind=AccountKind.EXTERNAL)
+    fees = await service.platform_account(session, asset="USD", kind=AccountKind.FEES, shard=3)
+    fees_before = (await service.balance(session, fees.id)).balance
+    hold = await holds.place_hold(session, account=account, amount=Decimal("51.00"))
+
+    done = await holds.capture_hold(
+        session, hold.id, destinations=[(external, Decimal("50.00")), (fees, Decimal("0.75"))]
+    )
+
+    assert (done.captured, done.released, done.status) == (
+        Decimal("50.75"),
+        Decimal("0.25"),
+        HoldStatus.CAPTURED,
+    )
+    assert await _available(session, account) == Decimal("49.25")
+    assert (await service.balance(session, fees.id)).balance - fees_before == Decimal("0.75")
+    assert await _entry_kinds(session, hold.id) == ["hold.place", "hold.capture"]
+
+
+async def test_capture_needs_exactly_one_way_to_name_destinations(session: AsyncSession) -> None:
+    account = await user_account(session, funded="10.00")
+    clearing = await service.platform_account(session, asset="USD", kind=AccountKind.CLEARING)
+    hold = await holds.place_hold(session, account=account, amount=Decimal("5.00"))
+    with pytest.raises(LedgerRuleError):
+        await holds.capture_hold(session, hold.id)
+    with pytest.raises(LedgerRuleError):
+        await holds.capture_hold(
+            session, hold.id, destination=clearing, destinations=[(clearing, Decimal("1"))]
+        )

@@ -11,7 +11,7 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from sqlalchemy import text
@@ -19,6 +19,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from diboas.db.engine import SessionFactory
 from diboas.db.transactions import run_in_transaction
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+
+    from diboas.identity.repository import User
 
 _INSERT = text("""
     INSERT INTO audit_log (actor_id, actor_role, action, outcome, subject_type, subject_id, ip,
@@ -36,6 +41,16 @@ class AuditContext:
     actor_role: str | None = None
     ip: str | None = None
     request_id: str | None = None
+
+
+def request_context(request: Request, user: User | None) -> AuditContext:
+    """The audit context of an HTTP request made by ``user`` (None when signed out)."""
+    return AuditContext(
+        actor_id=None if user is None else user.id,
+        actor_role=None if user is None else user.role,
+        ip=request.client.host if request.client else None,
+        request_id=getattr(request.state, "request_id", None),
+    )
 
 
 async def record(

@@ -4,7 +4,8 @@ Tier 0 moves no money. Tier 1 has daily and monthly limits per kind of movement;
 ten times tier 1 (all figures are settings). Usage is what the user's transactions of that
 kind add up to in the current UTC day and month, counting everything not failed or reversed.
 Callers hold the user's row lock (``identity.repository.get(lock=True)``) so that two
-concurrent movements cannot both pass the check.
+concurrent movements cannot both pass the check. A refusal rolls the caller's transaction
+back; the caller then records it with ``record_refusal`` (its own transaction).
 """
 
 from __future__ import annotations
@@ -17,13 +18,19 @@ from typing import Literal
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from diboas.compliance import audit
+from diboas.compliance.audit import AuditContext
+from diboas.db.engine import SessionFactory
 from diboas.identity.repository import User
 from diboas.kit.errors import DomainError
+from diboas.kit.money import format_amount, round_in_platform_favour
 from diboas.settings import Settings
 
 Movement = Literal["deposit", "withdrawal", "transfer"]
 Period = Literal["daily", "monthly"]
 _PERIODS: tuple[Period, ...] = ("daily", "monthly")
+MOVEMENTS: tuple[Movement, ...] = ("deposit", "withdrawal", "transfer")
+_USD_SCALE = 2
 
 # Which transaction types count against each limit.
 _TYPES: dict[Movement, tuple[str, ...]] = {
@@ -54,6 +61,14 @@ class LimitExceededError(DomainError):
     code = "limit_exceeded"
 
 
+# What ``enforce`` raises: the refusals ``record_refusal`` audits.
+REFUSALS: tuple[type[DomainError], ...] = (
+    EmailVerificationRequiredError,
+    KycRequiredError,
+    LimitExceededError,
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Limit:
     """One limit and how much of it is used."""
@@ -65,7 +80,17 @@ class Limit:
 
     @property
     def remaining(self) -> Decimal:
+        """What may still move in this period (never below zero)."""
         return max(self.limit - self.used, Decimal(0))
+
+
+def usd_text(amount: Decimal, *, up: bool = False) -> str:
+    """A USD figure as a decimal string with cents.
+
+    Usage may hold USDC's sixth decimals: what is used or asked rounds up and what remains
+    rounds down, so the figures shown never promise more room than there is.
+    """
+    return format_amount(round_in_platform_favour(amount, _USD_SCALE, charge=up), _USD_SCALE)
 
 
 def limits_for(settings: Settings, tier: int) -> dict[Movement, dict[str, Decimal]]:
@@ -91,7 +116,7 @@ async def usage(
     session: AsyncSession, user: User, movement: Movement, *, now: datetime | None = None
 ) -> dict[str, Decimal]:
     """What the user moved this UTC day and this UTC month (USD)."""
-    moment = now or datetime.now(UTC)
+    moment = (now or datetime.now(UTC)).astimezone(UTC)
     day = moment.replace(hour=0, minute=0, second=0, microsecond=0)
     month = day.replace(day=1)
     row = (
@@ -109,21 +134,31 @@ async def usage(
     return {"daily": Decimal(row.daily), "monthly": Decimal(row.monthly)}
 
 
-async def status(session: AsyncSession, settings: Settings, user: User) -> list[Limit]:
-    """Every limit of the user's tier with what is used (for display)."""
+async def status(
+    session: AsyncSession, settings: Settings, user: User, *, now: datetime | None = None
+) -> list[Limit]:
+    """Every limit of the user's tier with what is used (for display); empty for tier 0."""
     result: list[Limit] = []
     for movement, periods in limits_for(settings, user.kyc_tier).items():
-        used = await usage(session, user, movement)
+        used = await usage(session, user, movement, now=now)
         result += [Limit(movement, period, periods[period], used[period]) for period in _PERIODS]
     return result
 
 
 async def enforce(
-    session: AsyncSession, settings: Settings, user: User, movement: Movement, amount_usd: Decimal
+    session: AsyncSession,
+    settings: Settings,
+    user: User,
+    movement: Movement,
+    amount_usd: Decimal,
+    *,
+    now: datetime | None = None,
 ) -> None:
     """Refuse a movement the user's tier, email status or remaining limits do not allow.
 
-    The refusal names the limit and what remains of it.
+    Raises EmailVerificationRequiredError, KycRequiredError or LimitExceededError; the
+    latter's details name the limit (``daily_transfer``) and what remains of it, in USD.
+    ``now`` (default: the present) says which day and month count.
     """
     if settings.email_verification_required and user.email_verified_at is None:
         raise EmailVerificationRequiredError("verify your email address before moving money")
@@ -133,7 +168,7 @@ async def enforce(
             "complete identity verification (KYC) before moving money",
             details={"kyc_tier": user.kyc_tier},
         )
-    used = await usage(session, user, movement)
+    used = await usage(session, user, movement, now=now)
     for period in _PERIODS:
         limit = Limit(movement, period, tier_limits[movement][period], used[period])
         if amount_usd > limit.remaining:
@@ -141,10 +176,51 @@ async def enforce(
                 f"this {movement} would exceed your {period} {movement} limit",
                 details={
                     "limit": f"{period}_{movement}",
-                    "limit_usd": str(limit.limit),
-                    "used_usd": str(limit.used),
-                    "remaining_usd": str(limit.remaining),
-                    "requested_usd": str(amount_usd),
+                    "period": period,
+                    "movement": movement,
+                    "limit_usd": usd_text(limit.limit),
+                    "used_usd": usd_text(limit.used, up=True),
+                    "remaining_usd": usd_text(limit.remaining),
+                    "requested_usd": usd_text(amount_usd, up=True),
                     "kyc_tier": user.kyc_tier,
                 },
             )
+
+
+async def record_refusal(
+    sessions: SessionFactory,
+    context: AuditContext,
+    *,
+    user: User,
+    movement: Movement,
+    amount_usd: Decimal,
+    error: DomainError,
+) -> None:
+    """Audit a refusal by ``enforce`` (``limits.refused``) in a transaction of its own.
+
+    Banking calls it after ``enforce`` raised, once the movement's own transaction has
+    rolled back (an audit row written there would roll back with it), then re-raises::
+
+        try:
+            result = await db.run(lambda s: move_money(s, ...))  # calls limits.enforce
+        except limits.REFUSALS as exc:
+            await limits.record_refusal(db.sessions, context, user=user, movement="deposit",
+                                        amount_usd=amount, error=exc)
+            raise
+
+    The row carries the error's code and details (which limit, what remains).
+    """
+    await audit.record_separately(
+        sessions,
+        context,
+        "limits.refused",
+        outcome="refused",
+        subject_type="user",
+        subject_id=user.id,
+        details={
+            "code": error.code,
+            "movement": movement,
+            "requested_usd": usd_text(amount_usd, up=True),
+            **error.details,
+        },
+    )

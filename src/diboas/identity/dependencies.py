@@ -66,7 +66,9 @@ async def authenticate(
         raise UnauthorizedError("the access token is not valid") from None
 
     user = await db.run(
-        lambda session: repository.user_of_active_session(session, claims.session_id, claims.user_id)
+        lambda session: repository.user_of_active_session(
+            session, claims.session_id, claims.user_id
+        )
     )
     if user is None or user.status != "active":
         raise UnauthorizedError("the session has ended")

@@ -8,6 +8,7 @@ and the hold row (locked first, then the balance rows) records how much is left.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -173,25 +174,37 @@ async def capture_hold(
     session: AsyncSession,
     hold_id: uuid.UUID,
     *,
-    destination: Account,
+    destination: Account | None = None,
     amount: Decimal | None = None,
+    destinations: Sequence[tuple[Account, Decimal]] | None = None,
     release_remainder: bool = True,
     kind: str = "hold.capture",
 ) -> Hold:
-    """Move all or part of what is held to ``destination``.
+    """Move all or part of what is held to ``destination`` — or split it among
+    ``destinations`` (e.g. the payout and its fee accounts), all in one entry.
 
     With ``release_remainder`` (the default) whatever is not captured goes back to the
     available account in the same entry and the hold closes; otherwise the hold stays
     active for further captures.
     """
+    if (destination is None) == (destinations is None):
+        raise LedgerRuleError("capture to one destination or to a list of destinations")
     hold = await _lock_active(session, hold_id)
     held = await repository.get_account(session, hold.held_account_id)
     available = await repository.get_account(session, hold.account_id)
-    if destination.asset != hold.asset:
+    if destinations is None:
+        assert destination is not None  # noqa: S101 - checked above
+        portion = _portion(hold, amount, held.scale)
+        legs = [(destination, portion)]
+    else:
+        legs = [(account, parse_amount(value, held.scale)) for account, value in destinations]
+        portion = _portion(hold, sum((value for _, value in legs), Decimal(0)), held.scale)
+        if amount is not None and amount != portion:
+            raise InvalidAmountError("amount differs from the sum of the destinations")
+    if any(account.asset != hold.asset for account, _ in legs):
         raise LedgerRuleError("a hold is captured in its own asset")
-    portion = _portion(hold, amount, held.scale)
     rest = hold.remaining - portion if release_remainder else Decimal(0)
-    postings = [(held, -portion), (destination, portion)]
+    postings = [(held, -portion), *legs]
     if rest > 0:
         postings += [(held, -rest), (available, rest)]
     await service.post_entry(session, kind=kind, postings=postings, reference=f"hold:{hold.id}")

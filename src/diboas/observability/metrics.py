@@ -28,3 +28,14 @@ IDEMPOTENCY_OUTCOMES = Counter(
 RATE_LIMITED = Counter(
     "diboas_rate_limited_total", "Requests refused by a rate limit, by bucket.", ["bucket"]
 )
+FEE_QUOTES = Counter("diboas_fee_quotes_total", "Fee quotes issued, by operation.", ["operation"])
+TRANSACTIONS = Counter(
+    "diboas_transactions_total",
+    "Money movements entering each status, by type, status and domain.",
+    ["type", "status", "domain"],
+)
+FEE_REVENUE = Counter(
+    "diboas_fee_revenue_total",
+    "Fee revenue posted to the platform's fee accounts, by operation and currency.",
+    ["operation", "currency"],
+)

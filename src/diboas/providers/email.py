@@ -79,7 +79,7 @@ class SmtpEmailSender:
 class SandboxEmailSender:
     """Writes each message to ``data_dir/outbox/<id>.eml`` (open it with any mail client).
 
-    Like a vendor sandbox, an address at ``bounce.diboas.test`` is refused permanently.
+    Like a vendor sandbox, an address at ``bounce.example.com`` is refused permanently.
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -87,7 +87,7 @@ class SandboxEmailSender:
         self.sender = settings.email_from
 
     async def send(self, email: Email) -> str:
-        if email.to.lower().endswith("@bounce.diboas.test"):
+        if email.to.lower().endswith("@bounce.example.com"):
             raise EmailDeliveryError("mailbox does not exist", permanent=True)
         message = _message(self.sender, email)
         self.outbox.mkdir(parents=True, exist_ok=True)

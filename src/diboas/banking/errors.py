@@ -1,0 +1,56 @@
+"""Banking's refusals, each with its HTTP status and stable code."""
+
+from __future__ import annotations
+
+from diboas.kit.errors import ConflictError, DomainError, InvalidRequestError, NotFoundError
+
+
+class UnsupportedCurrencyError(DomainError):
+    """Banking moves US dollars only, for now."""
+
+    status_code = 422
+    code = "unsupported_currency"
+
+
+class RecipientNotFoundError(NotFoundError):
+    """No user with this email can receive a transfer."""
+
+    code = "recipient_not_found"
+
+
+class SelfTransferError(DomainError):
+    """A transfer to oneself."""
+
+    status_code = 422
+    code = "self_transfer"
+
+
+class BankAccountNotFoundError(NotFoundError):
+    """No linked, active bank account of the caller has this id."""
+
+    code = "bank_account_not_found"
+
+
+class BankAccountExistsError(ConflictError):
+    """This bank account is already linked."""
+
+    code = "bank_account_exists"
+
+
+class BankAccountRequiredError(InvalidRequestError):
+    """An ACH movement needs a linked bank account."""
+
+    code = "bank_account_required"
+
+
+class AmountTooSmallError(DomainError):
+    """The fee would take the whole amount."""
+
+    status_code = 422
+    code = "amount_too_small"
+
+
+class InvalidCursorError(InvalidRequestError):
+    """A pagination cursor this API did not hand out."""
+
+    code = "invalid_cursor"

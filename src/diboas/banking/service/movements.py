@@ -1,0 +1,262 @@
+"""Accepting money movements: deposits and withdrawals (settled later by jobs) and P2P
+transfers (complete at once).
+
+Each runs in the request's one transaction: the user's row lock, the limit check, the fee
+(a presented quote is used up), the ledger change, the transaction rows, the staged job and
+the audit row all commit together or not at all. Nothing here calls a provider.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from diboas.banking import repository
+from diboas.banking.errors import AmountTooSmallError, RecipientNotFoundError, SelfTransferError
+from diboas.banking.repository import NewTransaction
+from diboas.banking.schemas import DepositIn, TransferIn, WithdrawalIn
+from diboas.banking.service.common import (
+    DEPOSIT_SETTLE_JOB,
+    PAYOUT_JOB,
+    Movement,
+    banking_account,
+    fee_record,
+    lock_user,
+    own_bank_account,
+    parse_usd,
+)
+from diboas.compliance import audit, limits, screening
+from diboas.compliance.audit import AuditContext
+from diboas.fees import service as fees
+from diboas.identity import repository as users
+from diboas.kit.ids import uuid7
+from diboas.ledger import holds
+from diboas.ledger import service as ledger
+from diboas.orchestration.jobs import stage
+from diboas.providers.payments import DEFAULT_CARD
+from diboas.settings import Settings
+
+
+async def _read_back(session: AsyncSession, *ids: uuid.UUID) -> Movement:
+    return Movement(tuple(await repository.get_transactions(session, ids)))
+
+
+async def create_deposit(
+    session: AsyncSession,
+    settings: Settings,
+    *,
+    user_id: uuid.UUID,
+    request: DepositIn,
+    context: AuditContext,
+) -> Movement:
+    """Accept a deposit: pending until the provider confirms (``banking.deposit_settle``)."""
+    currency, amount = parse_usd(request.currency, request.amount)
+    user = await lock_user(session, user_id)
+    if request.bank_account_id is not None:
+        await own_bank_account(session, request.bank_account_id, user.id)
+    await limits.enforce(session, settings, user, "deposit", amount)
+    transaction_id = uuid7()
+    fee = await fees.fee_for(
+        session,
+        user=user,
+        operation="deposit",
+        amount=amount,
+        currency=currency,
+        method=request.method,
+        quote_id=request.quote_id,
+        transaction_id=transaction_id,
+    )
+    if fee.total >= amount:
+        raise AmountTooSmallError(
+            "the fee would take the whole deposit",
+            details={"amount": str(amount), "fee": str(fee.total)},
+        )
+    metadata: dict[str, object] = {"fee": fee_record(fee)}
+    if request.method == "card":
+        # A provider token, not a card number: safe to keep for the settlement job.
+        metadata["payment_method"] = request.payment_method or DEFAULT_CARD
+    await repository.insert_transactions(
+        session,
+        [
+            NewTransaction(
+                id=transaction_id,
+                user_id=user.id,
+                type="deposit",
+                status="pending",
+                asset=currency,
+                amount=amount,
+                fee=fee.total,
+                method=request.method,
+                provider=fee.provider_name,
+                bank_account_id=request.bank_account_id,
+                quote_id=request.quote_id,
+                metadata=metadata,
+            )
+        ],
+    )
+    await stage(session, DEPOSIT_SETTLE_JOB, {"transaction_id": str(transaction_id)})
+    await audit.record(
+        session,
+        context,
+        "banking.deposit",
+        subject_type="transaction",
+        subject_id=transaction_id,
+        details={"amount": str(amount), "currency": currency, "method": request.method},
+    )
+    return await _read_back(session, transaction_id)
+
+
+async def create_withdrawal(
+    session: AsyncSession,
+    settings: Settings,
+    *,
+    user_id: uuid.UUID,
+    request: WithdrawalIn,
+    context: AuditContext,
+) -> Movement:
+    """Accept a withdrawal: amount + fee are held now, paid out by ``banking.payout``."""
+    currency, amount = parse_usd(request.currency, request.amount)
+    user = await lock_user(session, user_id)
+    await own_bank_account(session, request.bank_account_id, user.id)
+    await limits.enforce(session, settings, user, "withdrawal", amount)
+    transaction_id = uuid7()
+    fee = await fees.fee_for(
+        session,
+        user=user,
+        operation="withdrawal",
+        amount=amount,
+        currency=currency,
+        method="ach",
+        quote_id=request.quote_id,
+        transaction_id=transaction_id,
+    )
+    available = await banking_account(session, user.id, currency)
+    hold = await holds.place_hold(
+        session,
+        account=available,
+        amount=amount + fee.total,
+        ttl=timedelta(seconds=settings.hold_default_ttl_seconds),
+        reference=f"txn:{transaction_id}",
+    )
+    await repository.insert_transactions(
+        session,
+        [
+            NewTransaction(
+                id=transaction_id,
+                user_id=user.id,
+                type="withdrawal",
+                status="pending",
+                asset=currency,
+                amount=amount,
+                fee=fee.total,
+                method="ach",
+                provider=fee.provider_name,
+                bank_account_id=request.bank_account_id,
+                hold_id=hold.id,
+                quote_id=request.quote_id,
+                metadata={"fee": fee_record(fee)},
+            )
+        ],
+    )
+    await stage(session, PAYOUT_JOB, {"transaction_id": str(transaction_id)})
+    await audit.record(
+        session,
+        context,
+        "banking.withdrawal",
+        subject_type="transaction",
+        subject_id=transaction_id,
+        details={"amount": str(amount), "currency": currency, "hold_id": str(hold.id)},
+    )
+    return await _read_back(session, transaction_id)
+
+
+async def create_transfer(
+    session: AsyncSession,
+    settings: Settings,
+    *,
+    user_id: uuid.UUID,
+    request: TransferIn,
+    context: AuditContext,
+) -> Movement:
+    """Send money to another user at once: one ledger entry, two transaction rows."""
+    currency, amount = parse_usd(request.currency, request.amount)
+    found = await users.find_by_email(session, str(request.recipient_email))
+    if found is None or found.status != "active":
+        raise RecipientNotFoundError("no diBoaS user has this email address")
+    if found.id == user_id:
+        raise SelfTransferError("you cannot send money to yourself")
+    # Both users' rows, in id order: two opposite transfers cannot deadlock, and each
+    # sender's limit is checked and used under its own lock.
+    locked = {uid: await lock_user(session, uid) for uid in sorted((user_id, found.id))}
+    sender, recipient = locked[user_id], locked[found.id]
+    await screening.enforce_recipient(session, recipient)
+    await limits.enforce(session, settings, sender, "transfer", amount)
+    out_id, in_id = uuid7(), uuid7()
+    fee = await fees.fee_for(
+        session,
+        user=sender,
+        operation="transfer",
+        amount=amount,
+        currency=currency,
+        quote_id=request.quote_id,
+        transaction_id=out_id,
+    )
+    source = await banking_account(session, sender.id, currency)
+    destination = await banking_account(session, recipient.id, currency)
+    await ledger.post_entry(
+        session,
+        kind="banking.transfer",
+        postings=[
+            (source, -amount),
+            (destination, amount),
+            *await fees.fee_postings(session, source, fee),
+        ],
+        reference=f"txn:{out_id}",
+        metadata={"transaction_ids": [str(out_id), str(in_id)]},
+    )
+    await repository.insert_transactions(
+        session,
+        [
+            NewTransaction(
+                id=out_id,
+                user_id=sender.id,
+                type="transfer_out",
+                status="completed",
+                asset=currency,
+                amount=amount,
+                fee=fee.total,
+                counterparty_user_id=recipient.id,
+                related_transaction_id=in_id,
+                quote_id=request.quote_id,
+                description=request.note,
+                metadata={"fee": fee_record(fee)},
+            ),
+            NewTransaction(
+                id=in_id,
+                user_id=recipient.id,
+                type="transfer_in",
+                status="completed",
+                asset=currency,
+                amount=amount,
+                counterparty_user_id=sender.id,
+                related_transaction_id=out_id,
+                description=request.note,
+            ),
+        ],
+    )
+    await audit.record(
+        session,
+        context,
+        "banking.transfer",
+        subject_type="transaction",
+        subject_id=out_id,
+        details={
+            "amount": str(amount),
+            "currency": currency,
+            "recipient_id": str(recipient.id),
+            "transfer_in_id": str(in_id),
+        },
+    )
+    return await _read_back(session, out_id, in_id)

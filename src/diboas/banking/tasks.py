@@ -1,0 +1,139 @@
+"""Banking's durable jobs: settle a deposit, pay out a withdrawal.
+
+Each job takes a transaction id, calls the payment provider outside any database
+transaction with a key derived from that id, and settles in a transaction of its own
+(``service.settlement``). Running a job again — a retry, a duplicate delivery, a poll of a
+pending payment — charges nothing twice and posts nothing twice.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from diboas.banking.repository import Transaction
+from diboas.banking.service import DEPOSIT_SETTLE_JOB, PAYOUT_JOB, count_status, settlement
+from diboas.banking.service.settlement import ProviderCall
+from diboas.db.transactions import run_in_transaction
+from diboas.orchestration.jobs import JobContext, job
+from diboas.providers.payments import (
+    PaymentError,
+    PaymentProvider,
+    PaymentResult,
+    PaymentStatus,
+    default_payment_provider,
+)
+
+log = structlog.get_logger(__name__)
+
+Finish = Callable[[AsyncSession, uuid.UUID, PaymentResult], Awaitable[Transaction | None]]
+
+
+def payments(context: JobContext) -> PaymentProvider:
+    """The payment provider of this process (tests hand their own in as a service)."""
+    provider: PaymentProvider = context.services.get("payments") or default_payment_provider(
+        context.settings
+    )
+    return provider
+
+
+@job(DEPOSIT_SETTLE_JOB, max_attempts=10)
+async def deposit_settle(context: JobContext, payload: dict[str, Any]) -> None:
+    """Charge the card or debit the bank account, then credit the deposit (or fail it)."""
+    await _settle(context, uuid.UUID(payload["transaction_id"]), "deposit", DEPOSIT_SETTLE_JOB)
+
+
+@job(PAYOUT_JOB, max_attempts=10)
+async def payout(context: JobContext, payload: dict[str, Any]) -> None:
+    """Pay a withdrawal out to the bank account, then capture its hold (or release it)."""
+    await _settle(context, uuid.UUID(payload["transaction_id"]), "withdrawal", PAYOUT_JOB)
+
+
+async def _settle(context: JobContext, transaction_id: uuid.UUID, kind: str, name: str) -> None:
+    provider = payments(context)
+    retries = context.settings.db_max_retries
+
+    async def begin(session: AsyncSession) -> ProviderCall | None:
+        return await settlement.begin(
+            session,
+            context.settings,
+            transaction_id,
+            expected_type=kind,
+            provider=provider.name,
+        )
+
+    call = await run_in_transaction(context.sessions, begin, max_retries=retries)
+    if call is None:
+        return  # already settled: a repeated delivery
+    if call.started:
+        count_status(call.transaction)
+    result = await _ask_provider(provider, call)
+    if result.status is PaymentStatus.PENDING:
+
+        async def wait(session: AsyncSession) -> None:
+            await settlement.record_pending(
+                session, transaction_id, result, job=name, poll_after=provider.poll_interval
+            )
+
+        await run_in_transaction(context.sessions, wait, max_retries=retries)
+        log.info("payment pending", transaction_id=str(transaction_id), kind=kind)
+        return
+    finish: Finish = settlement.finish_deposit if kind == "deposit" else settlement.finish_payout
+    closed = await run_in_transaction(
+        context.sessions, lambda s: finish(s, transaction_id, result), max_retries=retries
+    )
+    if closed is not None:
+        count_status(closed)
+        log.info(
+            "payment settled",
+            transaction_id=str(transaction_id),
+            kind=kind,
+            status=closed.status,
+            failure_code=closed.failure_code,
+        )
+
+
+async def _ask_provider(provider: PaymentProvider, call: ProviderCall) -> PaymentResult:
+    transaction = call.transaction
+    try:
+        return await _call(provider, call)
+    except PaymentError as exc:
+        if exc.retryable:
+            raise  # the job is retried with backoff, then parked as failed for operators
+        log.warning("payment refused by the provider", transaction_id=str(transaction.id))
+        return PaymentResult(
+            reference=transaction.provider_reference or "",
+            status=PaymentStatus.FAILED,
+            amount=transaction.amount,
+            currency=transaction.asset,
+            failure_code="provider_error",
+            failure_message=str(exc),
+        )
+
+
+async def _call(provider: PaymentProvider, call: ProviderCall) -> PaymentResult:
+    transaction = call.transaction
+    if transaction.provider_reference is not None:
+        return await provider.status(transaction.provider_reference)
+    if transaction.type == "deposit":
+        source = call.card if call.card is not None else call.bank
+        if source is None:  # pragma: no cover - a deposit has a card or a bank account
+            raise LookupError(f"deposit {transaction.id} has no payment source")
+        return await provider.charge(
+            amount=transaction.amount,
+            currency=transaction.asset,
+            source=source,
+            idempotency_key=call.idempotency_key,
+        )
+    if call.bank is None:  # pragma: no cover - a withdrawal always names its account
+        raise LookupError(f"withdrawal {transaction.id} has no bank account")
+    return await provider.payout(
+        amount=transaction.amount,
+        currency=transaction.asset,
+        destination=call.bank,
+        idempotency_key=call.idempotency_key,
+    )
