@@ -2,6 +2,46 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
+
+from diboas.api.deps import DatabaseDep, SettingsDep
+from diboas.fees import schedule
+from diboas.fees.schemas import QuoteIn, QuoteOut, ScheduleRowOut
+from diboas.identity.dependencies import CurrentCaller, public, requires
+from diboas.observability.metrics import FEE_QUOTES
 
 router = APIRouter(tags=["fees"])
+
+# The schedule changes by migration or by an operator, rarely; a minute of caching in front
+# of the marketing site is harmless.
+_SCHEDULE_CACHE = "public, max-age=60"
+
+
+@router.post(
+    "/fees/quote", status_code=201, dependencies=[requires("fees:quote")], summary="Quote a fee"
+)
+async def quote(
+    body: QuoteIn, caller: CurrentCaller, db: DatabaseDep, settings: SettingsDep
+) -> QuoteOut:
+    """The fee a movement would be charged, held for ``fee_quote_ttl_seconds``."""
+    issued = await db.run(
+        lambda s: schedule.request_quote(
+            s,
+            settings,
+            user=caller.user,
+            operation=body.operation,
+            amount=body.amount,
+            currency=body.denomination,
+            method=body.method,
+        )
+    )
+    FEE_QUOTES.labels(body.operation).inc()
+    return QuoteOut.of(issued.quote, issued.scale)
+
+
+@router.get("/fees/schedule", dependencies=[public()], summary="The fee schedule")
+async def fee_schedule(db: DatabaseDep, response: Response) -> list[ScheduleRowOut]:
+    """Every active component of the fee schedule (public: the marketing site shows it)."""
+    response.headers["Cache-Control"] = _SCHEDULE_CACHE
+    rows = await db.run(schedule.schedule)
+    return [ScheduleRowOut.of(row) for row in rows]

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from diboas.identity.repository import User
 from diboas.kit.errors import ConflictError, DomainError, NotFoundError
-from diboas.kit.money import round_in_platform_favour
+from diboas.kit.money import quantum, round_in_platform_favour
 from diboas.ledger import service as ledger
 from diboas.ledger.models import Account, AccountKind
 from diboas.settings import Settings
@@ -122,7 +122,9 @@ async def compute(
             "provider": provider,
         },
     )
-    parts = {"platform": Decimal(0), "provider": Decimal(0), "network": Decimal(0)}
+    # Zero at the currency's scale too, so that every component reads "0.00", never "0".
+    zero = Decimal(0).quantize(quantum(scale))
+    parts = {"platform": zero, "provider": zero, "network": zero}
     for row in rows:
         fee = amount * row.percent / 100 + row.fixed
         fee = max(fee, row.minimum)

@@ -1,0 +1,77 @@
+"""Balance response bodies. Every amount is a decimal string: balances at their asset's scale,
+USD values to the cent."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from pydantic import BaseModel
+
+from diboas.balances.service import BalanceSheet
+from diboas.kit.money import format_amount
+
+_USD_SCALE = 2
+
+
+class DomainTotalOut(BaseModel):
+    """What a domain's assets are worth in USD."""
+
+    total_usd: str
+
+
+class DomainsOut(BaseModel):
+    """The three customer domains, always all present."""
+
+    banking: DomainTotalOut
+    investing: DomainTotalOut
+    defi: DomainTotalOut
+
+
+class AssetBalanceOut(BaseModel):
+    """One asset in one domain: available and held (asset scale) and their USD value."""
+
+    asset: str
+    domain: str
+    available: str
+    held: str
+    value_usd: str
+
+
+class BalancesOut(BaseModel):
+    """The caller's balances at ``as_of``; ``final`` once no commit can change them."""
+
+    total_usd: str
+    as_of: datetime
+    final: bool
+    domains: DomainsOut
+    assets: list[AssetBalanceOut]
+
+    @classmethod
+    def of(cls, sheet: BalanceSheet) -> BalancesOut:
+        """The response for a valued balance sheet."""
+
+        def usd(value: Decimal) -> str:
+            return format_amount(value, _USD_SCALE)
+
+        return cls(
+            total_usd=usd(sheet.total_usd),
+            as_of=sheet.as_of,
+            final=sheet.final,
+            domains=DomainsOut(
+                **{
+                    name: DomainTotalOut(total_usd=usd(total))
+                    for name, total in sheet.domains.items()
+                }
+            ),
+            assets=[
+                AssetBalanceOut(
+                    asset=a.asset,
+                    domain=a.domain,
+                    available=format_amount(a.available, a.scale),
+                    held=format_amount(a.held, a.scale),
+                    value_usd=usd(a.value_usd),
+                )
+                for a in sheet.assets
+            ],
+        )
