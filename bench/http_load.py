@@ -6,7 +6,7 @@ handling as ``bench.ledger_throughput``), with rate limits off and ``DIBOAS_ENV=
 log goes to .data/bench/http-load-server.log. 32 senders sign up and sign in through the
 API, 96 recipients sign up; KYC tier 1 and the senders' money (USD, BTC, ETH, USDC) are set
 up directly in the database. Then, in each round, pgbench measures the raw-SQL transfer
-ceiling of the same database, and 32 clients (``httpx.AsyncClient``, one keep-alive
+ceiling of the same database, and 32 clients (``aiohttp.ClientSession``, one keep-alive
 connection each, one sender each) call each endpoint in turn for a fixed time: a card
 deposit fee quote, the balance, and a 0.01-0.10 USD transfer to a random recipient under a
 fresh ``Idempotency-Key``. The report gives the medians over the rounds of p50/p95/p99
@@ -39,6 +39,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 from sqlalchemy import text
 from sqlalchemy.engine import URL, make_url
@@ -284,30 +285,40 @@ async def prepare_users(
 
 # --- the load -------------------------------------------------------------------------------
 
-Call = Callable[[httpx.AsyncClient, BenchUser], Awaitable[httpx.Response]]
+# The load itself goes through aiohttp: on a 2-core machine the client shares the CPU with the
+# server and PostgreSQL, and httpx costs about twice aiohttp's CPU per request, which would be
+# charged to the server's latency.
+Call = Callable[[aiohttp.ClientSession, BenchUser], Awaitable[tuple[int, str]]]
 
 
 def _cents(low: int, high: int) -> str:
     return str(Decimal(random.randint(low, high)).scaleb(-2))
 
 
-def quote_call(client: httpx.AsyncClient, user: BenchUser) -> Awaitable[httpx.Response]:
+async def _send(
+    client: aiohttp.ClientSession, method: str, path: str, headers: dict[str, str], body: Any = None
+) -> tuple[int, str]:
+    async with client.request(method, path, json=body, headers=headers) as response:
+        return response.status, await response.text()
+
+
+def quote_call(client: aiohttp.ClientSession, user: BenchUser) -> Awaitable[tuple[int, str]]:
     body = {"operation": "deposit", "amount": _cents(100, 100_000), "currency": "USD"}
-    return client.post(f"{API}/fees/quote", json=body, headers=user.headers)
+    return _send(client, "POST", f"{API}/fees/quote", user.headers, body)
 
 
-def balance_call(client: httpx.AsyncClient, user: BenchUser) -> Awaitable[httpx.Response]:
-    return client.get(f"{API}/balances", headers=user.headers)
+def balance_call(client: aiohttp.ClientSession, user: BenchUser) -> Awaitable[tuple[int, str]]:
+    return _send(client, "GET", f"{API}/balances", user.headers)
 
 
 def transfer_call_to(recipients: Sequence[BenchUser]) -> Call:
     """A transfer of 0.01-0.10 USD to a random recipient, under a fresh Idempotency-Key."""
 
-    def call(client: httpx.AsyncClient, user: BenchUser) -> Awaitable[httpx.Response]:
+    def call(client: aiohttp.ClientSession, user: BenchUser) -> Awaitable[tuple[int, str]]:
         recipient = random.choice(recipients)
         headers = {**user.headers, "Idempotency-Key": str(uuid.uuid4())}
         body = {"recipient_email": recipient.email, "amount": _cents(1, 10), "currency": "USD"}
-        return client.post(TRANSFERS_PATH, json=body, headers=headers)
+        return _send(client, "POST", TRANSFERS_PATH, headers, body)
 
     return call
 
@@ -320,8 +331,14 @@ async def load(
     senders: Sequence[BenchUser],
     seconds: float,
 ) -> Run:
-    """CLIENTS clients, each a user with its own connection, calling until the deadline."""
-    clients = [httpx.AsyncClient(base_url=base, timeout=REQUEST_TIMEOUT_SECONDS) for _ in senders]
+    """CLIENTS clients, each a user with its own keep-alive connection, calling until the deadline."""
+    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_SECONDS)
+    clients = [
+        aiohttp.ClientSession(
+            base_url=base, timeout=timeout, connector=aiohttp.TCPConnector(limit=1)
+        )
+        for _ in senders
+    ]
     latencies: list[float] = []
     failures: list[str] = []
     try:
@@ -329,25 +346,27 @@ async def load(
         pairs = list(zip(clients, senders, strict=True))
         warm = await asyncio.gather(*(call(c, u) for c, u in pairs))
         failures += [
-            f"warm-up {r.status_code}: {r.text[:300]}" for r in warm if r.status_code != expected
+            f"warm-up {status}: {text[:300]}" for status, text in warm if status != expected
         ]
 
-        async def client_loop(client: httpx.AsyncClient, user: BenchUser, deadline: float) -> None:
+        async def client_loop(
+            client: aiohttp.ClientSession, user: BenchUser, deadline: float
+        ) -> None:
             while time.perf_counter() < deadline:
                 started = time.perf_counter()
-                response = await call(client, user)
+                status, text = await call(client, user)
                 elapsed = (time.perf_counter() - started) * 1000
-                if response.status_code == expected:
+                if status == expected:
                     latencies.append(elapsed)
                 else:
-                    failures.append(f"{response.status_code}: {response.text[:300]}")
+                    failures.append(f"{status}: {text[:300]}")
 
         started = time.perf_counter()
         deadline = started + seconds
         await asyncio.gather(*(client_loop(c, u, deadline) for c, u in pairs))
         elapsed = time.perf_counter() - started
     finally:
-        await asyncio.gather(*(c.aclose() for c in clients))
+        await asyncio.gather(*(c.close() for c in clients))
     return Run(endpoint, latencies, failures, elapsed)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 from collections.abc import Iterator
@@ -66,6 +67,20 @@ def _serve(settings: Settings, url: str) -> None:
     signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
     from diboas.api.app import create_app
 
+    if settings.web_concurrency > 1:
+        # Several processes: uvicorn imports the app in each from the environment, so the
+        # resolved database URL (the embedded server's socket included) travels there.
+        os.environ["DIBOAS_DATABASE_URL"] = url
+        with contextlib.suppress(KeyboardInterrupt):
+            uvicorn.run(
+                "diboas.api.app:app_from_environment",
+                factory=True,
+                host=settings.host,
+                port=settings.port,
+                workers=settings.web_concurrency,
+                log_config=None,
+            )
+        return
     app = create_app(settings, database_url=url)
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port, log_config=None, lifespan="on"

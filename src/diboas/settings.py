@@ -33,12 +33,16 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     data_dir: Path = Path(".data")
+    # HTTP server processes for `diboas serve`/`run` (each with its own job worker).
+    web_concurrency: int = Field(default=1, ge=1, le=32)
 
     # --- storage ---------------------------------------------------------------------
     # Empty means: start the embedded PostgreSQL under data_dir/postgres.
     database_url: str = ""
     redis_url: str | None = None
-    db_pool_size: int = Field(default=20, ge=1)
+    # Enough for one connection per concurrent request at the load the service is sized for
+    # (overflow connections are closed on return, so a pool sized too small churns them).
+    db_pool_size: int = Field(default=40, ge=1)
     db_max_overflow: int = Field(default=10, ge=0)
     db_statement_timeout_ms: int = Field(default=15_000, ge=100)
     # A transaction that meets a deadlock or a serialization failure is run again this often.

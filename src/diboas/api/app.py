@@ -104,3 +104,13 @@ def iter_api_routes(app: FastAPI) -> list[tuple[str, APIRoute]]:
 
     walk(list(app.routes), "")
     return found
+
+
+def app_from_environment() -> FastAPI:
+    """The app as a factory for uvicorn's worker processes (``DIBOAS_WEB_CONCURRENCY`` > 1)."""
+    from diboas.observability.logging import configure_logging
+    from diboas.settings import get_settings
+
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    return create_app(settings, database_url=settings.database_url)

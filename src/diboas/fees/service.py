@@ -85,15 +85,6 @@ class Quote:
     route: dict[str, Any]
 
 
-async def _scale(session: AsyncSession, currency: str) -> int:
-    scale = (
-        await session.execute(text("SELECT scale FROM assets WHERE code = :c"), {"c": currency})
-    ).scalar()
-    if scale is None:
-        raise NotFoundError(f"unknown currency {currency}", details={"currency": currency})
-    return int(scale)
-
-
 async def compute(
     session: AsyncSession,
     *,
@@ -105,23 +96,32 @@ async def compute(
     provider: str = DEFAULT_PROVIDER,
 ) -> FeeBreakdown:
     """The fee the schedule sets for a movement."""
-    scale = await _scale(session, currency)
-    rows = await session.execute(
-        text("""
-            SELECT component, percent, fixed, minimum, maximum FROM fee_schedule
-             WHERE active AND operation = :operation AND currency = :currency
-               AND (method IS NULL OR method = :method)
-               AND (tier IS NULL OR tier = :tier)
-               AND (provider IS NULL OR provider = :provider)
-        """),
-        {
-            "operation": operation,
-            "currency": currency,
-            "method": method,
-            "tier": tier,
-            "provider": provider,
-        },
-    )
+    # One statement: the currency's scale (NULL when unknown) with every matching row.
+    rows = (
+        await session.execute(
+            text("""
+                SELECT a.scale, f.component, f.percent, f.fixed, f.minimum, f.maximum
+                  FROM (SELECT CAST(:currency AS text) AS code) c
+                  LEFT JOIN assets a ON a.code = c.code
+                  LEFT JOIN fee_schedule f
+                    ON f.active AND f.operation = :operation AND f.currency = c.code
+                   AND (f.method IS NULL OR f.method = :method)
+                   AND (f.tier IS NULL OR f.tier = :tier)
+                   AND (f.provider IS NULL OR f.provider = :provider)
+            """),
+            {
+                "operation": operation,
+                "currency": currency,
+                "method": method,
+                "tier": tier,
+                "provider": provider,
+            },
+        )
+    ).all()
+    if rows[0].scale is None:
+        raise NotFoundError(f"unknown currency {currency}", details={"currency": currency})
+    scale = int(rows[0].scale)
+    rows = [row for row in rows if row.component is not None]
     # Zero at the currency's scale too, so that every component reads "0.00", never "0".
     zero = Decimal(0).quantize(quantum(scale))
     parts = {"platform": zero, "provider": zero, "network": zero}

@@ -65,7 +65,7 @@ async def authenticate(
     except tokens.InvalidTokenError:
         raise UnauthorizedError("the access token is not valid") from None
 
-    user = await db.run(
+    user = await db.read_one(
         lambda session: repository.user_of_active_session(
             session, claims.session_id, claims.user_id
         )

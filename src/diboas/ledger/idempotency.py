@@ -108,6 +108,13 @@ async def _claim(
 ) -> uuid.UUID | StoredResponse:
     token = uuid.uuid4()
     params = {"scope": scope, "key": key, "fingerprint": digest, "token": token, "ttl": policy.ttl}
+    # The common case, a new key, is one statement: claim it outside a transaction (one round
+    # trip, committed at once). A key that exists is examined under a row lock below.
+    engine = sessions.kw["bind"]
+    async with engine.connect() as connection:
+        autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+        if (await autocommit.execute(_CLAIM, params)).scalar() is not None:
+            return token
 
     async def claim(session: AsyncSession) -> uuid.UUID | StoredResponse:
         if (await session.execute(_CLAIM, params)).scalar() is not None:

@@ -88,6 +88,11 @@ async def open_account(
         "kind": kind.value,
         "shard": shard,
     }
+    # Accounts are opened once and read on every movement: look first (one statement), and
+    # only insert when missing.
+    row = (await session.execute(_FIND_ACCOUNT, params)).mappings().one_or_none()
+    if row is not None:
+        return _account(row)
     try:
         await session.execute(_OPEN_ACCOUNT, params)
     except DBAPIError as exc:

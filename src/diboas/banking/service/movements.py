@@ -187,10 +187,10 @@ async def create_transfer(
         raise RecipientNotFoundError("no diBoaS user has this email address")
     if found.id == user_id:
         raise SelfTransferError("you cannot send money to yourself")
-    # Both users' rows, in id order: two opposite transfers cannot deadlock, and each
-    # sender's limit is checked and used under its own lock.
-    locked = {uid: await lock_user(session, uid) for uid in sorted((user_id, found.id))}
-    sender, recipient = locked[user_id], locked[found.id]
+    # Only the sender's row is locked: its limit is checked and used under that lock. The
+    # recipient's row is not (receiving uses no limit), so opposite transfers never wait on
+    # each other's user rows; the ledger locks the balance rows in account order.
+    sender, recipient = await lock_user(session, user_id), found
     await screening.enforce_recipient(session, recipient)
     await limits.enforce(session, settings, sender, "transfer", amount)
     out_id, in_id = uuid7(), uuid7()
