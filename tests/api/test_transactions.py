@@ -167,3 +167,13 @@ async def test_history_reads_need_a_token(client: httpx.AsyncClient) -> None:
     response = await client.get(TRANSACTIONS)
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "unauthorized"
+
+
+async def test_timestamps_never_run_backwards(
+    client: httpx.AsyncClient, two_users: tuple[dict[str, Any], dict[str, Any], list[str]]
+) -> None:
+    ada, _, _ = two_users
+    for item in await _walk(client, ada["headers"], 100):
+        created = datetime.fromisoformat(item["created_at"])
+        assert datetime.fromisoformat(item["updated_at"]) >= created
+        assert datetime.fromisoformat(item["completed_at"]) >= created

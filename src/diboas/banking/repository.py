@@ -99,8 +99,9 @@ _INSERT = text("""
                               updated_at, completed_at)
     VALUES (:id, :created_at, :user_id, :type, :status, :domain, :asset, :amount, :fee, :method,
             :provider, :counterparty_user_id, :related_transaction_id, :bank_account_id,
-            :hold_id, :quote_id, :description, CAST(:metadata AS jsonb), now(),
-            CASE WHEN :status = 'completed' THEN now() END)
+            :hold_id, :quote_id, :description, CAST(:metadata AS jsonb),
+            -- never before the row's own creation instant (the id's timestamp)
+            greatest(now(), :created_at), CASE WHEN :status = 'completed' THEN greatest(now(), :created_at) END)
 """)
 
 _UPDATE_STATUS = text("""
