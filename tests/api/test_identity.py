@@ -253,3 +253,31 @@ async def test_token_attacks_are_401(client: httpx.AsyncClient) -> None:
         response = await client.get(f"{API}/me", headers={"Authorization": f"Bearer {token}"})
         assert response.status_code == 401, name
     assert claims["aud"] == AUDIENCE and claims["iss"] == ISSUER
+
+
+async def test_signing_keys_rotate_with_no_failed_request() -> None:
+    """Add the new key, switch the current id, retire the old key later: a token signed before
+    the switch keeps working until the old key is retired."""
+    import uuid as uuid_module
+
+    from pydantic import SecretStr
+
+    from diboas.identity import tokens
+    from diboas.settings import Settings
+
+    old = Settings(jwt_signing_keys={"2026-10": SecretStr("k" * 40)}, jwt_current_kid="2026-10")
+    both = Settings(
+        jwt_signing_keys={"2026-10": SecretStr("k" * 40), "2026-11": SecretStr("n" * 40)},
+        jwt_current_kid="2026-11",
+    )
+    retired = Settings(jwt_signing_keys={"2026-11": SecretStr("n" * 40)}, jwt_current_kid="2026-11")
+    user, session = uuid_module.uuid4(), uuid_module.uuid4()
+    before, _ = tokens.issue_access_token(old, user_id=user, session_id=session, role="customer")
+    after, _ = tokens.issue_access_token(both, user_id=user, session_id=session, role="customer")
+
+    assert jwt.get_unverified_header(before)["kid"] == "2026-10"
+    assert jwt.get_unverified_header(after)["kid"] == "2026-11"
+    assert tokens.verify_access_token(both, before).user_id == user  # old token, during rotation
+    assert tokens.verify_access_token(retired, after).user_id == user
+    with pytest.raises(tokens.InvalidTokenError):
+        tokens.verify_access_token(retired, before)  # the retired key verifies nothing

@@ -223,4 +223,24 @@ async def reset_password(
     return Response(status_code=204)
 
 
+@router.put(
+    "/admin/users/{user_id}/role",
+    dependencies=[requires("users:manage")],
+    summary="Change a user's role (administrators)",
+)
+async def change_role(
+    user_id: uuid.UUID,
+    body: schemas.RoleChangeIn,
+    caller: CurrentCaller,
+    request: Request,
+    db: DatabaseDep,
+) -> schemas.UserOut:
+    user = await db.run(
+        lambda s: service.change_role(
+            s, actor=caller.user, user_id=user_id, role=body.role, client=client_of(request)
+        )
+    )
+    return user_out(user)
+
+
 __all__: list[Any] = ["router"]

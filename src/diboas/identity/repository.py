@@ -133,6 +133,14 @@ async def set_password(session: AsyncSession, user_id: uuid.UUID, new_hash: str)
     )
 
 
+async def set_role(session: AsyncSession, user_id: uuid.UUID, role: str) -> None:
+    """Give a user another role."""
+    await session.execute(
+        text("UPDATE users SET role = :role, updated_at = now() WHERE id = :id"),
+        {"id": user_id, "role": role},
+    )
+
+
 async def mark_email_verified(session: AsyncSession, user_id: uuid.UUID) -> None:
     """Record that the user proved they own their email address."""
     await session.execute(

@@ -94,3 +94,9 @@ class AcceptedOut(BaseModel):
     """An acknowledgement with nothing else to say."""
 
     status: str = "accepted"
+
+
+class RoleChangeIn(StrictModel):
+    """An administrator's change of a user's role."""
+
+    role: str = Field(min_length=1, max_length=32)

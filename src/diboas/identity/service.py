@@ -378,3 +378,36 @@ async def reset_password(
         subject_type="user",
         subject_id=user.id,
     )
+
+
+async def change_role(
+    session: AsyncSession, *, actor: User, user_id: uuid.UUID, role: str, client: Client
+) -> User:
+    """An administrator gives a user another role. The user's sessions end (their tokens carry
+    the old role), and the change is audited with both roles."""
+    from diboas.identity.roles import Role
+    from diboas.kit.errors import InvalidRequestError, NotFoundError
+
+    if role not in {r.value for r in Role}:
+        raise InvalidRequestError(
+            f"unknown role {role!r}", details={"roles": [r.value for r in Role]}
+        )
+    if user_id == actor.id:
+        raise ConflictError("administrators cannot change their own role")
+    target = await repository.get(session, user_id, lock=True)
+    if target is None:
+        raise NotFoundError("no such user")
+    if target.role != role:
+        await repository.set_role(session, user_id, role)
+        await repository.revoke_all_sessions(session, user_id, reason="admin")
+    await audit.record(
+        session,
+        _context(client, actor),
+        "user.role_change",
+        subject_type="user",
+        subject_id=user_id,
+        details={"from": target.role, "to": role},
+    )
+    updated = await repository.get(session, user_id)
+    assert updated is not None  # noqa: S101 - locked above
+    return updated
