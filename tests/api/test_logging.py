@@ -3,7 +3,6 @@ password or a token."""
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 from collections.abc import Iterator
@@ -16,29 +15,27 @@ from tests.api.conftest import STRONG_PASSWORD, sign_up
 
 
 @pytest.fixture
-def log_lines() -> Iterator[io.StringIO]:
-    stream = io.StringIO()
+def json_logs() -> Iterator[None]:
     root = logging.getLogger()
     saved = root.handlers[:], root.level
     configure_logging("INFO")
-    handler = root.handlers[0]
-    assert isinstance(handler, logging.StreamHandler)
-    handler.setStream(stream)
     try:
-        yield stream
+        yield
     finally:
         root.handlers[:], level = saved
         root.setLevel(level)
 
 
 async def test_request_logs_are_json_with_ids_and_no_secrets(
-    client: httpx.AsyncClient, log_lines: io.StringIO
+    client: httpx.AsyncClient, json_logs: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    capsys.readouterr()
     account = await sign_up(client)
     me = await client.get("/api/v1/me", headers=account["headers"])
     assert me.status_code == 200
 
-    lines = [json.loads(line) for line in log_lines.getvalue().splitlines() if line.strip()]
+    output = capsys.readouterr().out
+    lines = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
     requests = [entry for entry in lines if entry.get("event") == "request"]
     assert {r["route"] for r in requests} >= {
         "/api/v1/auth/register",
@@ -49,10 +46,9 @@ async def test_request_logs_are_json_with_ids_and_no_secrets(
     me_line = next(r for r in requests if r["route"] == "/api/v1/me")
     assert me_line["request_id"] == me.headers["x-request-id"]
     assert me_line["user_id"] == account["user"]["id"]
-    text = log_lines.getvalue()
     for secret in (
         STRONG_PASSWORD,
         account["tokens"]["access_token"],
         account["tokens"]["refresh_token"],
     ):
-        assert secret not in text
+        assert secret not in output
