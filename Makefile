@@ -21,7 +21,7 @@ test: $(STAMP)
 
 # The database-heavy ledger tests again, against the embedded PostgreSQL even when a server URL is set.
 test-embedded: $(STAMP)
-	env -u DIBOAS_TEST_DATABASE_URL $(BIN)/python -m pytest tests/ledger $(PYTEST_ARGS)
+	env -u DIBOAS_TEST_DATABASE_URL -u DIBOAS_TEST_REQUIRE_SERVER $(BIN)/python -m pytest tests/ledger $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
