@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import Any
 
 import click
 
@@ -148,6 +150,91 @@ async def _work(settings: Settings, url: str) -> None:
         await Worker(url, create_session_factory(engine), settings, {}).run()
     finally:
         await engine.dispose()
+
+
+@main.group()
+def jobs() -> None:
+    """Durable jobs: the dead letters, one job's history, putting failed jobs back."""
+
+
+@jobs.command("list")
+@click.option(
+    "--status",
+    default="failed",
+    show_default=True,
+    type=click.Choice(["failed", "queued", "picked"]),
+    help="which jobs",
+)
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 1000))
+def jobs_list(status: str, limit: int) -> None:
+    """Jobs in a status, newest first (failed = out of attempts, kept for an operator)."""
+    from diboas.orchestration import operator
+
+    for view in _with_connection(lambda conn: operator.jobs(conn, status=status, limit=limit)):
+        click.echo(
+            f"{view.id}\t{view.entrypoint}\t{view.status}\tattempts={view.attempts}\t"
+            f"created={view.created.isoformat()}\t{json.dumps(view.payload, default=str)}"
+        )
+
+
+@jobs.command("show")
+@click.argument("job_id", type=int)
+def jobs_show(job_id: int) -> None:
+    """One job: its payload and every status change, with the error of each failure."""
+    from diboas.kit.errors import NotFoundError
+    from diboas.orchestration import operator
+
+    try:
+        view = _with_connection(lambda conn: operator.job(conn, job_id))
+    except NotFoundError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(
+        json.dumps(
+            {
+                "id": view.id,
+                "entrypoint": view.entrypoint,
+                "status": view.status,
+                "attempts": view.attempts,
+                "created": view.created.isoformat(),
+                "payload": view.payload,
+                "history": view.history,
+            },
+            indent=2,
+            default=str,
+        )
+    )
+
+
+@jobs.command("retry")
+@click.argument("job_ids", type=int, nargs=-1, required=True)
+def jobs_retry(job_ids: tuple[int, ...]) -> None:
+    """Queue failed jobs again now (attempts reset). Jobs are idempotent, so this is safe."""
+    from diboas.orchestration import operator
+
+    count = _with_connection(lambda conn: operator.retry(conn, list(job_ids)), commit=True)
+    click.echo(f"{count} job(s) queued again")
+    if count < len(job_ids):
+        raise click.ClickException("some ids are not failed jobs: nothing done for them")
+
+
+def _with_connection(work: Any, *, commit: bool = False) -> Any:
+    from diboas.db.engine import create_engine
+
+    settings = get_settings()
+
+    async def run(url: str) -> Any:
+        engine = create_engine(url, pool_size=1)
+        try:
+            async with engine.connect() as conn:
+                result = await work(conn)
+                if commit:
+                    await conn.commit()
+                return result
+        finally:
+            await engine.dispose()
+
+    with database(settings) as url:
+        return asyncio.run(run(url))
 
 
 @main.group()

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import httpx
+
+from diboas.db.engine import SessionFactory
+from diboas.db.transactions import run_in_transaction
+from diboas.orchestration import jobs
 
 
 async def test_healthz(client: httpx.AsyncClient) -> None:
@@ -66,3 +72,25 @@ async def test_wrong_method_is_405_in_the_error_format(client: httpx.AsyncClient
     response = await client.post("/healthz")
     assert response.status_code == 405
     assert response.json()["error"]["code"] == "method_not_allowed"
+
+
+async def test_metrics_expose_queue_depth(
+    client: httpx.AsyncClient, sessions: SessionFactory
+) -> None:
+    # A job due in an hour is certainly still queued when /metrics is scraped.
+    await run_in_transaction(
+        sessions,
+        lambda s: jobs.stage(
+            s,
+            "notifications.send_email",
+            {
+                "to": "nobody@bounce.example.com",
+                "name": "Q",
+                "purpose": "password_reset",
+                "token": "t",
+            },
+            delay=timedelta(hours=1),
+        ),
+    )
+    response = await client.get("/metrics")
+    assert 'diboas_jobs{entrypoint="notifications.send_email",status="queued"}' in response.text

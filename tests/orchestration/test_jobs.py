@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.engine import URL
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from diboas.db.engine import SessionFactory
 from diboas.db.transactions import run_in_transaction
@@ -126,3 +126,71 @@ def test_unknown_jobs_cannot_be_staged() -> None:
 
     with pytest.raises(ValueError, match="unknown job"):
         asyncio.run(jobs.stage(None, "tests.nope", {}))  # type: ignore[arg-type]
+
+
+HEALED: set[str] = set()
+
+
+@jobs.job("tests.flaky_until_healed", max_attempts=1)
+async def flaky_until_healed(context: JobContext, payload: dict[str, Any]) -> None:
+    if payload["marker"] not in HEALED:
+        raise RuntimeError(f"upstream down for {payload['marker']}")
+    SEEN.setdefault(payload["marker"], []).append(context.attempt)
+
+
+async def test_an_operator_lists_inspects_and_retries_a_dead_letter(
+    sessions: SessionFactory, database_url: URL, engine: AsyncEngine
+) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from diboas.orchestration import operator
+
+    marker = uuid.uuid4().hex
+    await run_in_transaction(
+        sessions, lambda s: jobs.stage(s, "tests.flaky_until_healed", {"marker": marker})
+    )
+
+    async def dead() -> list[operator.JobView]:
+        async with engine.connect() as conn:
+            return [j for j in await operator.jobs(conn) if j.payload.get("marker") == marker]
+
+    async def is_dead() -> bool:
+        return bool(await dead())
+
+    await _run_worker_until(sessions, database_url, is_dead, seconds=60)
+    [failed] = await dead()
+
+    env = {**os.environ, "DIBOAS_DATABASE_URL": plain_url(database_url)}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "diboas.cli", "jobs", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    listed = cli("list")
+    assert (
+        listed.returncode == 0 and f"{failed.id}\ttests.flaky_until_healed\tfailed" in listed.stdout
+    )
+    shown = json.loads(cli("show", str(failed.id)).stdout)
+    assert shown["payload"] == {"marker": marker}
+    assert any("upstream down" in (h["error"] or "") for h in shown["history"])
+
+    HEALED.add(marker)
+    retried = cli("retry", str(failed.id))
+    assert retried.returncode == 0 and "1 job(s) queued again" in retried.stdout
+    assert cli("retry", "999999999").returncode != 0
+
+    async def healed() -> bool:
+        return marker in SEEN
+
+    await _run_worker_until(sessions, database_url, healed)
+    assert SEEN[marker] == [0]  # attempts were reset
+    assert await dead() == []

@@ -8,6 +8,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from diboas.identity.dependencies import public
+from diboas.observability.metrics import JOBS
 
 router = APIRouter(tags=["operations"])
 
@@ -32,5 +33,20 @@ async def readyz(request: Request) -> JSONResponse:
 @router.get(
     "/metrics", summary="Prometheus metrics", response_class=Response, dependencies=[public()]
 )
-async def metrics() -> Response:
+async def metrics(request: Request) -> Response:
+    await _refresh_queue_depth(request)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+async def _refresh_queue_depth(request: Request) -> None:
+    """Queue depth per job and status, read at scrape time (one grouped query)."""
+    from diboas.orchestration.operator import queue_depth
+
+    try:
+        async with request.app.state.engine.connect() as conn:
+            depth = await queue_depth(conn)
+    except Exception:  # noqa: BLE001 - a scrape still answers when the database does not
+        return
+    JOBS.clear()
+    for (entrypoint, status), count in depth.items():
+        JOBS.labels(entrypoint, status).set(count)

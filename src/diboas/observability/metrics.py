@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 HTTP_REQUEST_DURATION = Histogram(
     "diboas_http_request_duration_seconds",
@@ -39,3 +39,4 @@ FEE_REVENUE = Counter(
     "Fee revenue posted to the platform's fee accounts, by operation and currency.",
     ["operation", "currency"],
 )
+JOBS = Gauge("diboas_jobs", "Jobs in the queue by job name and status.", ["entrypoint", "status"])
