@@ -16,7 +16,14 @@ $(STAMP): pyproject.toml requirements/runtime.txt requirements/dev.txt
 run: $(STAMP)
 	$(BIN)/diboas run
 
-test: $(STAMP)
+# localstripe (a local Stripe for the payment tests) lives in a virtualenv of its own: its
+# dependencies clash with the platform's. Built here, at install time, not mid-test.
+LOCALSTRIPE_STAMP := .data/localstripe-venv/.requirements-sha256
+
+$(LOCALSTRIPE_STAMP): requirements/localstripe.txt tools/localstripe
+	$(PYTHON) tools/localstripe --install-only
+
+test: $(STAMP) $(LOCALSTRIPE_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The database-heavy ledger tests again, against the embedded PostgreSQL even when a server URL is set.

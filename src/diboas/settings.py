@@ -78,6 +78,32 @@ class Settings(BaseSettings):
     smtp_starttls: bool = True
     smtp_timeout_seconds: float = Field(default=10.0, gt=0)
     run_worker_in_process: bool = True
+    # KYC: the sandbox by default; Persona or Jumio with their credentials.
+    kyc_provider: Literal["sandbox", "persona", "jumio"] = "sandbox"
+    persona_api_key: SecretStr | None = None
+    persona_inquiry_template_id: str = ""
+    persona_base_url: str = "https://api.withpersona.com"
+    persona_api_version: str = "2023-01-05"
+    jumio_api_token: str = ""
+    jumio_api_secret: SecretStr | None = None
+    jumio_account_base_url: str = "https://account.amer-1.jumio.ai"
+    jumio_retrieval_base_url: str = "https://retrieval.amer-1.jumio.ai"
+    jumio_workflow_key: int = 10020
+    kyc_timeout_seconds: float = Field(default=10.0, gt=0)
+    kyc_poll_interval_seconds: float = Field(default=1.0, gt=0)
+    kyc_poll_timeout_seconds: float = Field(default=15.0, gt=0)
+    # SMS: the sandbox writes data_dir/sms-outbox; Twilio sends.
+    sms_provider: Literal["sandbox", "twilio"] = "sandbox"
+    twilio_account_sid: str = ""
+    twilio_auth_token: SecretStr | None = None
+    twilio_from_number: str = ""
+    twilio_base_url: str = "https://api.twilio.com"
+    twilio_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Stripe (card payments); the sandbox serves payments while no key is set.
+    stripe_api_key: SecretStr | None = None
+    stripe_api_base: str = "https://api.stripe.com"
+    stripe_webhook_secret: SecretStr | None = None
+    stripe_timeout_seconds: float = Field(default=10.0, gt=0)
 
     # --- limits ----------------------------------------------------------------------
     # KYC tier 1 daily limits in USD (DESIGN §4); monthly is tier1_monthly_multiple times the

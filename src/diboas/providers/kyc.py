@@ -1,7 +1,8 @@
 """Identity verification (KYC): the provider interface and the deterministic sandbox.
 
-Persona and Jumio adapters arrive with the providers issue; until then the sandbox is the only
-implementation. Like a vendor sandbox it decides by magic values (DESIGN §4), never at random:
+The real adapters are ``kyc_persona.PersonaKyc`` and ``kyc_jumio.JumioKyc``; the same
+conformance suite (tests/providers/test_kyc_conformance.py) runs all three. Like a vendor
+sandbox, this one decides by magic values (DESIGN §4), never at random:
 
 | last name | decision |
 |---|---|
@@ -14,10 +15,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from diboas.kit.ids import uuid7
 from diboas.settings import Settings
+
+if TYPE_CHECKING:
+    pass
 
 KycStatus = Literal["approved", "rejected", "pending_review"]
 DocumentType = Literal["passport", "national_id", "drivers_license"]
@@ -89,10 +93,41 @@ class SandboxKycProvider:
 
 
 def kyc_provider(settings: Settings) -> KycProvider:
-    """The KYC provider the settings choose.
+    """The KYC provider the settings choose (``DIBOAS_KYC_PROVIDER``: sandbox, persona, jumio)."""
+    if settings.kyc_provider == "sandbox":
+        return SandboxKycProvider()
+    # Imported here: the adapters import this module's types.
+    if settings.kyc_provider == "persona":
+        from diboas.providers.kyc_persona import PersonaConfig, PersonaKyc
 
-    Only the sandbox exists until the providers issue adds the Persona and Jumio adapters
-    (and the setting that picks between them).
-    """
-    del settings  # the choice will be made from settings once there is a choice to make
-    return SandboxKycProvider()
+        if settings.persona_api_key is None or not settings.persona_inquiry_template_id:
+            raise ValueError(
+                "DIBOAS_PERSONA_API_KEY and DIBOAS_PERSONA_INQUIRY_TEMPLATE_ID are required"
+            )
+        return PersonaKyc(
+            PersonaConfig(
+                api_key=settings.persona_api_key,
+                inquiry_template_id=settings.persona_inquiry_template_id,
+                base_url=settings.persona_base_url,
+                api_version=settings.persona_api_version,
+                timeout=settings.kyc_timeout_seconds,
+                poll_interval=settings.kyc_poll_interval_seconds,
+                poll_timeout=settings.kyc_poll_timeout_seconds,
+            )
+        )
+    from diboas.providers.kyc_jumio import JumioConfig, JumioKyc
+
+    if settings.jumio_api_secret is None or not settings.jumio_api_token:
+        raise ValueError("DIBOAS_JUMIO_API_TOKEN and DIBOAS_JUMIO_API_SECRET are required")
+    return JumioKyc(
+        JumioConfig(
+            api_token=settings.jumio_api_token,
+            api_secret=settings.jumio_api_secret,
+            account_base_url=settings.jumio_account_base_url,
+            retrieval_base_url=settings.jumio_retrieval_base_url,
+            workflow_key=settings.jumio_workflow_key,
+            timeout=settings.kyc_timeout_seconds,
+            poll_interval=settings.kyc_poll_interval_seconds,
+            poll_timeout=settings.kyc_poll_timeout_seconds,
+        )
+    )
