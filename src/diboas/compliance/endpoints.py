@@ -14,6 +14,7 @@ from diboas.compliance import audit, kyc, limits
 from diboas.compliance.schemas import (
     AuditEntryOut,
     AuditLogPage,
+    KycReviewIn,
     KycSubmissionIn,
     KycSubmissionOut,
     LimitOut,
@@ -144,3 +145,40 @@ async def audit_log(
         items=[AuditEntryOut.model_validate(x, from_attributes=True) for x in page],
         next_before_id=page[-1].id if len(rows) > limit else None,
     )
+
+
+@router.get(
+    "/admin/kyc/reviews",
+    dependencies=[requires("kyc:review")],
+    summary="KYC submissions waiting for a manual review",
+)
+async def pending_kyc_reviews(
+    db: DatabaseDep, limit: Annotated[int, Query(ge=1, le=200)] = 50
+) -> list[KycSubmissionOut]:
+    found = await db.run(lambda s: kyc.pending_reviews(s, limit=limit))
+    return [_submission_out(x) for x in found]
+
+
+@router.post(
+    "/admin/kyc/reviews/{submission_id}",
+    dependencies=[requires("kyc:review")],
+    summary="Decide a KYC submission left for manual review",
+)
+async def decide_kyc_review(
+    submission_id: uuid.UUID,
+    body: KycReviewIn,
+    caller: CurrentCaller,
+    request: Request,
+    db: DatabaseDep,
+) -> KycSubmissionOut:
+    context = audit.request_context(request, caller.user)
+    decided = await db.run(
+        lambda s: kyc.decide_review(
+            s,
+            submission_id=submission_id,
+            approve=body.decision == "approve",
+            reason=body.reason,
+            context=context,
+        )
+    )
+    return _submission_out(decided)

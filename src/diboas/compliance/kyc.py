@@ -176,3 +176,65 @@ async def submissions_of(
         {"user_id": user_id, "limit": limit},
     )
     return [Submission(**r._mapping) for r in rows]
+
+
+async def pending_reviews(session: AsyncSession, *, limit: int) -> list[Submission]:
+    """Submissions waiting for a reviewer, oldest first."""
+    rows = await session.execute(
+        text(f"""
+            SELECT {_COLUMNS} FROM kyc_submissions WHERE status = 'pending_review'
+             ORDER BY created_at, id LIMIT :limit
+        """),
+        {"limit": limit},
+    )
+    return [Submission(**r._mapping) for r in rows]
+
+
+async def decide_review(
+    session: AsyncSession,
+    *,
+    submission_id: uuid.UUID,
+    approve: bool,
+    reason: str | None,
+    context: AuditContext,
+) -> Submission:
+    """A reviewer's decision on a submission the provider left for manual review: approval
+    grants tier 1, rejection leaves tier 0; audited as ``kyc.review_decision``."""
+    row = (
+        await session.execute(
+            text(f"""
+                UPDATE kyc_submissions
+                   SET status = :status, tier = :tier, reason = :reason, decided_at = now()
+                 WHERE id = :id AND status = 'pending_review'
+             RETURNING {_COLUMNS}
+            """),
+            {
+                "id": submission_id,
+                "status": "approved" if approve else "rejected",
+                "tier": 1 if approve else 0,
+                "reason": reason,
+            },
+        )
+    ).one_or_none()
+    if row is None:
+        raise NotFoundError("no submission waiting for review with this id")
+    submission = Submission(**row._mapping)
+    await users.get(session, submission.user_id, lock=True)
+    await session.execute(
+        text("""
+            UPDATE users SET kyc_status = :status, kyc_tier = GREATEST(kyc_tier, :tier),
+                             updated_at = now()
+             WHERE id = :id AND kyc_status = 'pending_review'
+        """),
+        {"id": submission.user_id, "status": submission.status, "tier": submission.tier},
+    )
+    await audit.record(
+        session,
+        context,
+        "kyc.review_decision",
+        outcome="success" if approve else "refused",
+        subject_type="kyc_submission",
+        subject_id=submission.id,
+        details={"user_id": str(submission.user_id), "status": submission.status, "reason": reason},
+    )
+    return submission

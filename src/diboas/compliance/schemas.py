@@ -149,3 +149,10 @@ class AuditLogPage(BaseModel):
 
     items: list[AuditEntryOut]
     next_before_id: int | None
+
+
+class KycReviewIn(StrictModel):
+    """A reviewer's decision on a submission left for manual review."""
+
+    decision: Literal["approve", "reject"]
+    reason: Text(500) | None = None  # type: ignore[valid-type]

@@ -38,9 +38,9 @@ ROLE_PERMISSIONS: dict[Role, frozenset[str]] = {
     Role.CUSTOMER: _OWN_MONEY,
     Role.BUSINESS_MEMBER: _OWN_MONEY | {"business:read"},
     Role.BUSINESS_ADMIN: _OWN_MONEY | {"business:read", "business:manage"},
-    # Support helps customers; it reads, it does not move money.
+    # Support helps customers; it reads and reviews identities, it does not move money.
     Role.SUPPORT: frozenset(
-        {"profile:read", "sessions:manage", "market:read", "audit:read", "users:read"}
+        {"profile:read", "sessions:manage", "market:read", "audit:read", "users:read", "kyc:review"}
     ),
     Role.ADMIN: _OWN_MONEY
     | {
@@ -50,6 +50,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[str]] = {
         "admin:ledger",
         "business:read",
         "business:manage",
+        "kyc:review",
     },
 }
 
