@@ -172,7 +172,7 @@ async def test_a_job_that_died_after_charging_does_not_charge_again(
             settings,
             uuid.UUID(transaction_id),
             expected_type="deposit",
-            provider="sandbox",
+            provider=lambda _transaction: "sandbox",
         )
 
     call = await run_in_transaction(sessions, claim)
@@ -292,7 +292,7 @@ async def test_the_job_hands_the_provider_the_decrypted_account(
             Settings(env="test"),
             uuid.UUID(transaction_id),
             expected_type="deposit",
-            provider="sandbox",
+            provider=lambda _transaction: "sandbox",
         )
 
     call = await run_in_transaction(sessions, claim)

@@ -25,7 +25,7 @@ from diboas.providers.payments import (
     PaymentProvider,
     PaymentResult,
     PaymentStatus,
-    default_payment_provider,
+    payment_provider,
 )
 
 log = structlog.get_logger(__name__)
@@ -33,10 +33,10 @@ log = structlog.get_logger(__name__)
 Finish = Callable[[AsyncSession, uuid.UUID, PaymentResult], Awaitable[Transaction | None]]
 
 
-def payments(context: JobContext) -> PaymentProvider:
-    """The payment provider of this process (tests hand their own in as a service)."""
-    provider: PaymentProvider = context.services.get("payments") or default_payment_provider(
-        context.settings
+def payments(context: JobContext, method: str | None) -> PaymentProvider:
+    """The payment provider for a method (tests may hand one in as a service for all)."""
+    provider: PaymentProvider = context.services.get("payments") or payment_provider(
+        context.settings, method=method
     )
     return provider
 
@@ -54,8 +54,13 @@ async def payout(context: JobContext, payload: dict[str, Any]) -> None:
 
 
 async def _settle(context: JobContext, transaction_id: uuid.UUID, kind: str, name: str) -> None:
-    provider = payments(context)
     retries = context.settings.db_max_retries
+    chosen: dict[str | None, PaymentProvider] = {}
+
+    def provider_for(method: str | None) -> PaymentProvider:
+        if method not in chosen:
+            chosen[method] = payments(context, method)
+        return chosen[method]
 
     async def begin(session: AsyncSession) -> ProviderCall | None:
         return await settlement.begin(
@@ -63,12 +68,31 @@ async def _settle(context: JobContext, transaction_id: uuid.UUID, kind: str, nam
             context.settings,
             transaction_id,
             expected_type=kind,
-            provider=provider.name,
+            provider=lambda transaction: provider_for(transaction.method).name,
         )
 
     call = await run_in_transaction(context.sessions, begin, max_retries=retries)
     if call is None:
         return  # already settled: a repeated delivery
+    provider = provider_for(call.transaction.method)
+    try:
+        await _settle_with(context, provider, call, transaction_id, kind, name)
+    finally:
+        # Close the connections of a provider made for this job (not one the app shares).
+        close = getattr(provider, "aclose", None)
+        if close is not None and provider is not context.services.get("payments"):
+            await close()
+
+
+async def _settle_with(
+    context: JobContext,
+    provider: PaymentProvider,
+    call: ProviderCall,
+    transaction_id: uuid.UUID,
+    kind: str,
+    name: str,
+) -> None:
+    retries = context.settings.db_max_retries
     if call.started:
         count_status(call.transaction)
     result = await _ask_provider(provider, call)

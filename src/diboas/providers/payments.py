@@ -379,10 +379,29 @@ def _sandbox(state_dir: Path) -> SandboxPaymentProvider:
     return SandboxPaymentProvider(state_dir=state_dir)
 
 
+def payment_provider(settings: Settings, *, method: str | None) -> PaymentProvider:
+    """The provider for a payment method: cards go to Stripe once ``DIBOAS_STRIPE_API_KEY`` is
+    set; bank debits and payouts stay on the bank-rails sandbox (Stripe pays out only to the
+    platform's own bank account, so a bank partner's adapter will take this place)."""
+    if method == "card" and settings.stripe_api_key is not None:
+        from diboas.providers.stripe_payments import StripePayments
+
+        return StripePayments(
+            api_key=settings.stripe_api_key.get_secret_value(),
+            api_base=settings.stripe_api_base,
+            webhook_secret=(
+                settings.stripe_webhook_secret.get_secret_value()
+                if settings.stripe_webhook_secret
+                else ""
+            ),
+            timeout=settings.stripe_timeout_seconds,
+        )
+    return default_payment_provider(settings)
+
+
 def default_payment_provider(settings: Settings) -> PaymentProvider:
     """The sandbox, keeping its payments under ``DIBOAS_DATA_DIR/sandbox/payments``.
 
-    The app's services may hand in another implementation (``services["payments"]``); the
-    Stripe adapter comes with the providers issue.
+    The app's services may hand in another implementation (``services["payments"]``).
     """
     return _sandbox(Path(settings.data_dir).resolve() / "sandbox" / "payments")

@@ -17,6 +17,7 @@ ledger entry also carries the transaction as its reference, checked before posti
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -80,16 +81,19 @@ async def begin(
     transaction_id: uuid.UUID,
     *,
     expected_type: str,
-    provider: str,
+    provider: Callable[[Transaction], str],
 ) -> ProviderCall | None:
-    """Claim an open transaction for a provider call; None when there is nothing to do."""
+    """Claim an open transaction for a provider call; None when there is nothing to do.
+
+    ``provider`` names the provider that will serve this transaction (it depends on its method).
+    """
     transaction = await _open(session, transaction_id, expected_type)
     if transaction is None:
         return None
     started = transaction.status == "pending"
     if started:
         transaction = await repository.set_status(
-            session, transaction, "processing", provider=provider
+            session, transaction, "processing", provider=provider(transaction)
         )
     bank = None
     if transaction.bank_account_id is not None:
