@@ -22,6 +22,7 @@ EXPECTED_PUBLIC = {
     "/api/v1/auth/login",
     "/api/v1/auth/refresh",
     "/api/v1/auth/verify-email",
+    "/api/v1/webhooks/stripe",
     "/api/v1/auth/password-reset/request",
     "/api/v1/auth/password-reset",
     "/api/v1/fees/schedule",  # the marketing site shows the fee schedule

@@ -4,6 +4,10 @@ official SDK against a real local Stripe (localstripe); ACH stays on the bank-ra
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
+import json
+import time
 import uuid
 from collections.abc import AsyncIterator
 from decimal import Decimal
@@ -24,6 +28,7 @@ from tests.providers.conftest import LOCALSTRIPE_API_KEY, localstripe
 __all__ = ["localstripe"]
 
 API = "/api/v1"
+WEBHOOK_SECRET = "whsec_diboas_test"
 
 
 @pytest.fixture
@@ -31,7 +36,10 @@ async def stripe_client(
     database_url: URL, mailbox: tuple[object, int], localstripe: str
 ) -> AsyncIterator[httpx.AsyncClient]:
     settings = settings_for_tests(
-        mailbox[1], stripe_api_key=SecretStr(LOCALSTRIPE_API_KEY), stripe_api_base=localstripe
+        mailbox[1],
+        stripe_api_key=SecretStr(LOCALSTRIPE_API_KEY),
+        stripe_api_base=localstripe,
+        stripe_webhook_secret=SecretStr(WEBHOOK_SECRET),
     )
     app = create_app(settings, database_url=plain_url(database_url))
     async for client in _client(app):
@@ -104,3 +112,85 @@ async def test_a_card_stripe_declines_fails_the_deposit(
     assert done["status"] == "failed" and done["failure_code"]
     balances = (await stripe_client.get(f"{API}/balances", headers=account["headers"])).json()
     assert balances["total_usd"] == "0.00"
+
+
+def _signed(payload: bytes, secret: str = WEBHOOK_SECRET) -> str:
+    """A Stripe-Signature header as Stripe documents it: t=<unix time>,v1=HMAC-SHA256."""
+    timestamp = int(time.time())
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + payload, hashlib.sha256)
+    return f"t={timestamp},v1={mac.hexdigest()}"
+
+
+async def test_a_signed_webhook_settles_a_3d_secure_deposit_once(
+    stripe_client: httpx.AsyncClient, engine: AsyncEngine, localstripe: str
+) -> None:
+    account = await _approved(stripe_client, engine)
+    auth = {"Authorization": f"Bearer {LOCALSTRIPE_API_KEY}"}
+    async with httpx.AsyncClient(base_url=localstripe, headers=auth) as stripe_api:
+        method = await stripe_api.post(
+            "/v1/payment_methods",
+            data={
+                "type": "card",
+                "card[number]": "4000002760003184",
+                "card[exp_month]": "12",
+                "card[exp_year]": "2030",
+                "card[cvc]": "123",
+            },
+        )
+        deposit = await stripe_client.post(
+            f"{API}/banking/deposits",
+            headers=account["headers"],
+            json={"amount": "30.00", "currency": "USD", "payment_method": method.json()["id"]},
+        )
+        assert deposit.status_code == 201, deposit.text
+        transaction_id = deposit.json()["id"]
+        for _ in range(300):  # the job has asked Stripe: the payment waits for the customer
+            stored = await _stored(engine, transaction_id)
+            if stored.provider_reference:
+                break
+            await asyncio.sleep(0.05)
+        reference = stored.provider_reference
+        intent = (await stripe_api.get(f"/v1/payment_intents/{reference}")).json()
+        assert intent["status"] == "requires_action"
+        done = await stripe_api.post(
+            f"/v1/payment_intents/{reference}/_authenticate",
+            data={"client_secret": intent["client_secret"], "success": "true", "key": "pk_test_x"},
+        )
+        done.raise_for_status()
+        paid = (await stripe_api.get(f"/v1/payment_intents/{reference}")).json()
+    event = json.dumps(
+        {
+            "id": f"evt_{uuid.uuid4().hex}",
+            "object": "event",
+            "type": "payment_intent.succeeded",
+            "api_version": "2026-10-28",
+            "created": int(time.time()),
+            "data": {"object": paid},
+        }
+    ).encode()
+
+    forged = await stripe_client.post(
+        f"{API}/webhooks/stripe",
+        content=event,
+        headers={"Stripe-Signature": _signed(event, "whsec_wrong")},
+    )
+    assert forged.status_code == 400 and forged.json()["error"]["code"] == "webhook_refused"
+    assert (
+        await stripe_client.get(f"{API}/transactions/{transaction_id}", headers=account["headers"])
+    ).json()["status"] == "processing"
+
+    first = await stripe_client.post(
+        f"{API}/webhooks/stripe", content=event, headers={"Stripe-Signature": _signed(event)}
+    )
+    assert first.status_code == 200 and first.json()["outcome"] == "settled"
+    again = await stripe_client.post(
+        f"{API}/webhooks/stripe", content=event, headers={"Stripe-Signature": _signed(event)}
+    )
+    assert again.json()["outcome"] == "already_settled"  # delivered twice: credited once
+    done_deposit = (
+        await stripe_client.get(f"{API}/transactions/{transaction_id}", headers=account["headers"])
+    ).json()
+    assert done_deposit["status"] == "completed"
+    balances = (await stripe_client.get(f"{API}/balances", headers=account["headers"])).json()
+    usd = next(a for a in balances["assets"] if a["asset"] == "USD")
+    assert Decimal(usd["available"]) == Decimal("30.00") - Decimal(deposit.json()["fee"])

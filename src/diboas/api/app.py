@@ -31,8 +31,9 @@ def _api_routers() -> list[Any]:
     from diboas.identity.endpoints import router as identity
     from diboas.ledger.endpoints import router as ledger
     from diboas.market.endpoints import router as market
+    from diboas.orchestration.webhooks import router as webhooks
 
-    return [identity, compliance, banking, balances, fees, market, ledger]
+    return [identity, compliance, banking, balances, fees, market, ledger, webhooks]
 
 
 def create_app(

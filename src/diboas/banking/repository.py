@@ -177,6 +177,20 @@ async def get_transaction(
     return None if row is None else _transaction(row)
 
 
+async def transaction_id_for_provider_reference(
+    session: AsyncSession, provider: str, reference: str
+) -> uuid.UUID | None:
+    """The transaction a provider knows by ``reference`` (indexed on provider, reference)."""
+    value = (
+        await session.execute(
+            text("""SELECT id FROM transactions
+                     WHERE provider = :provider AND provider_reference = :reference LIMIT 1"""),
+            {"provider": provider, "reference": reference},
+        )
+    ).scalar()
+    return None if value is None else uuid.UUID(str(value))
+
+
 async def get_transactions(
     session: AsyncSession, transaction_ids: Sequence[uuid.UUID]
 ) -> list[Transaction]:

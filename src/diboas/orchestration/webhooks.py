@@ -1,0 +1,100 @@
+"""Provider webhooks: verified by signature, processed idempotently.
+
+``POST /api/v1/webhooks/stripe``: Stripe signs each event with the endpoint's secret; an event
+that fails verification is refused (400) and changes nothing. A PaymentIntent that succeeded or
+failed settles its deposit at once — through the same settlement the polling job uses, which
+checks the transaction's status under its row lock and the ledger entry's reference, so an
+event delivered twice, or after the job settled, credits nothing more; an event about a
+payment we do not know yet (it may beat the job that records the reference) is left to that
+job's polling.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from fastapi import APIRouter, Header, Request
+from fastapi.responses import JSONResponse
+
+from diboas.api.deps import DatabaseDep, SettingsDep
+from diboas.banking import repository
+from diboas.banking.service import settlement
+from diboas.identity.dependencies import public
+from diboas.kit.errors import DomainError
+from diboas.providers.payments import PaymentStatus
+from diboas.providers.stripe_payments import StripeError, StripePayments
+
+log = structlog.get_logger(__name__)
+router = APIRouter(tags=["webhooks"])
+
+_SETTLING = frozenset(
+    {"payment_intent.succeeded", "payment_intent.payment_failed", "payment_intent.canceled"}
+)
+
+
+class WebhookRefusedError(DomainError):
+    """The webhook could not be verified."""
+
+    status_code = 400
+    code = "webhook_refused"
+
+
+class WebhooksNotConfiguredError(DomainError):
+    """No webhook secret is configured for this provider."""
+
+    status_code = 404
+    code = "not_found"
+
+
+@router.post("/webhooks/stripe", dependencies=[public()], summary="Stripe events (signed)")
+async def stripe_webhook(
+    request: Request,
+    db: DatabaseDep,
+    settings: SettingsDep,
+    stripe_signature: str = Header(default=""),
+) -> JSONResponse:
+    if settings.stripe_webhook_secret is None or settings.stripe_api_key is None:
+        raise WebhooksNotConfiguredError("no Stripe webhook endpoint is configured")
+    verifier = StripePayments(
+        api_key=settings.stripe_api_key.get_secret_value(),
+        api_base=settings.stripe_api_base,
+        webhook_secret=settings.stripe_webhook_secret.get_secret_value(),
+    )
+    try:
+        event = verifier.verify_webhook(await request.body(), stripe_signature)
+    except StripeError as exc:
+        log.warning("stripe webhook refused", reason=exc.code)
+        raise WebhookRefusedError(
+            "the webhook could not be verified", details={"reason": exc.code}
+        ) from exc
+    finally:
+        await verifier.aclose()
+    outcome = "ignored"
+    payment = event.payment
+    if (
+        event.type in _SETTLING
+        and payment is not None
+        and payment.status is not PaymentStatus.PENDING
+    ):
+
+        async def settle(session: Any) -> str:
+            transaction_id = await repository.transaction_id_for_provider_reference(
+                session, "stripe", payment.reference
+            )
+            if transaction_id is None:
+                return "unknown_payment"
+            transaction = await repository.get_transaction(session, transaction_id)
+            if transaction is None or transaction.type != "deposit":
+                return "ignored"
+            if payment.amount != transaction.amount or payment.currency != transaction.asset:
+                log.error(
+                    "stripe amount differs from the deposit", transaction_id=str(transaction_id)
+                )
+                return "amount_mismatch"
+            closed = await settlement.finish_deposit(session, transaction_id, payment)
+            return "settled" if closed is not None else "already_settled"
+
+        outcome = await db.run(settle)
+    log.info("stripe webhook", event_id=event.id, event_type=event.type, outcome=outcome)
+    return JSONResponse({"received": True, "outcome": outcome})
