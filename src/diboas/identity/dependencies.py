@@ -10,6 +10,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+import structlog
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
@@ -73,8 +74,6 @@ async def authenticate(
     if user is None or user.status != "active":
         raise UnauthorizedError("the session has ended")
     request.state.user_id = str(user.id)
-    import structlog
-
     structlog.contextvars.bind_contextvars(user_id=str(user.id))
     return Caller(user=user, session_id=claims.session_id)
 

@@ -17,7 +17,8 @@ from diboas.compliance import audit
 from diboas.compliance.audit import AuditContext
 from diboas.identity import passwords, repository, tokens
 from diboas.identity.repository import AuthSession, User
-from diboas.kit.errors import ConflictError, DomainError
+from diboas.identity.roles import Role
+from diboas.kit.errors import ConflictError, DomainError, InvalidRequestError, NotFoundError
 from diboas.notifications import email as email_jobs
 from diboas.settings import Settings
 
@@ -264,8 +265,6 @@ async def revoke_session(
     session: AsyncSession, *, user: User, session_id: uuid.UUID, client: Client
 ) -> None:
     """End one of the user's own sessions (another user's is 404)."""
-    from diboas.kit.errors import NotFoundError
-
     if not await repository.revoke_session(session, session_id, reason="user", user_id=user.id):
         raise NotFoundError("no such session")
     await audit.record(
@@ -385,9 +384,6 @@ async def change_role(
 ) -> User:
     """An administrator gives a user another role. The user's sessions end (their tokens carry
     the old role), and the change is audited with both roles."""
-    from diboas.identity.roles import Role
-    from diboas.kit.errors import InvalidRequestError, NotFoundError
-
     if role not in {r.value for r in Role}:
         raise InvalidRequestError(
             f"unknown role {role!r}", details={"roles": [r.value for r in Role]}
