@@ -19,7 +19,7 @@ from diboas.db.urls import async_url
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
 # Tables partitioned by month on created_at; each gets partitions created ahead of time.
-PARTITIONED_TABLES = ("entries", "postings", "audit_log", "transactions")
+PARTITIONED_TABLES = ("entries", "postings", "audit_log", "transactions", "saga_steps")
 
 
 def alembic_config(connection: Connection | None = None) -> Config:

@@ -27,10 +27,12 @@ class Domain(StrEnum):
 
 
 class AccountKind(StrEnum):
-    """What an account holds. Users and organisations have only available and held."""
+    """What an account holds. Users and organisations have available, held and owed: ``owed``
+    is zero or negative, what they owe the platform after a reversal took back spent money."""
 
     AVAILABLE = "available"
     HELD = "held"
+    OWED = "owed"
     FEES = "fees"
     CLEARING = "clearing"
     EXTERNAL = "external"
