@@ -23,7 +23,14 @@ LOCALSTRIPE_STAMP := .data/localstripe-venv/.requirements-sha256
 $(LOCALSTRIPE_STAMP): requirements/localstripe.txt tools/localstripe
 	$(PYTHON) tools/localstripe --install-only
 
-test: $(STAMP) $(LOCALSTRIPE_STAMP)
+# The local chain tools (anvil, solcjs, Uniswap v2 bytecode) from the npm registry into
+# tools/chain/node_modules, for the chain and DeFi tests.
+CHAIN_STAMP := tools/chain/node_modules/.package-json-sha256
+
+$(CHAIN_STAMP): tools/chain/package.json tools/chain/install
+	tools/chain/install
+
+test: $(STAMP) $(LOCALSTRIPE_STAMP) $(CHAIN_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The database-heavy ledger tests again, against the embedded PostgreSQL even when a server URL is set.
