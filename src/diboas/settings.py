@@ -78,6 +78,16 @@ class Settings(BaseSettings):
     smtp_starttls: bool = True
     smtp_timeout_seconds: float = Field(default=10.0, gt=0)
     run_worker_in_process: bool = True
+    # A job whose worker stopped heartbeating this long ago (it died) is picked up again.
+    job_heartbeat_timeout_seconds: float = Field(default=30.0, gt=0)
+    # Sagas: how long after a provider's answer was lost the provider is first asked what it
+    # did (then with backoff, doubling up to the maximum), and how long a payment may wait for
+    # the customer's authentication (3-D Secure) before it is canceled.
+    saga_reconcile_delay_seconds: float = Field(default=30.0, gt=0)
+    saga_reconcile_max_delay_seconds: float = Field(default=3600.0, gt=0)
+    saga_customer_action_timeout_seconds: float = Field(default=1800.0, gt=0)
+    # Returned bank debits: how often the bank's returns are read.
+    ach_returns_poll_seconds: float = Field(default=60.0, gt=0)
     # KYC: the sandbox by default; Persona or Jumio with their credentials.
     kyc_provider: Literal["sandbox", "persona", "jumio"] = "sandbox"
     persona_api_key: SecretStr | None = None
@@ -104,6 +114,19 @@ class Settings(BaseSettings):
     stripe_api_base: str = "https://api.stripe.com"
     stripe_webhook_secret: SecretStr | None = None
     stripe_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Exchanges (investing): venues in order of preference, comma-separated, from
+    # sandbox-binance, sandbox-coinbase (in process, deterministic), binance, coinbase (ccxt).
+    exchange_venues: str = "sandbox-binance,sandbox-coinbase"
+    exchange_binance_api_key: str = ""
+    exchange_binance_secret: SecretStr | None = None
+    # Empty: Binance's own hosts; a base URL points ccxt at a Binance-shaped server instead.
+    exchange_binance_api_url: str = ""
+    exchange_binance_quote: str = "USDT"
+    exchange_coinbase_api_key: str = ""
+    exchange_coinbase_secret: SecretStr | None = None
+    exchange_timeout_seconds: float = Field(default=10.0, gt=0)
+    # A trade quote locks its price (and holds the money) for this long.
+    investing_quote_ttl_seconds: int = Field(default=30, ge=5)
 
     # --- limits ----------------------------------------------------------------------
     # KYC tier 1 daily limits in USD (DESIGN §4); monthly is tier1_monthly_multiple times the

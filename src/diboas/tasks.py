@@ -4,5 +4,6 @@ from __future__ import annotations
 
 from diboas.banking import tasks as _banking  # noqa: F401
 from diboas.notifications import email as _email  # noqa: F401
+from diboas.orchestration import reconciliation as _reconciliation  # noqa: F401
 
 __all__: list[str] = []

@@ -302,5 +302,7 @@ async def list_transactions(
 async def get_transaction(
     transaction_id: uuid.UUID, caller: CurrentCaller, db: DatabaseDep
 ) -> schemas.TransactionOut:
-    found = await db.run(lambda s: history.get(s, user_id=caller.id, transaction_id=transaction_id))
-    return service.transaction_out(found)
+    found, steps = await db.run(
+        lambda s: history.get_with_steps(s, user_id=caller.id, transaction_id=transaction_id)
+    )
+    return service.transaction_out(found, steps)

@@ -51,6 +51,7 @@ class Transaction:
     metadata: dict[str, Any]
     updated_at: datetime
     completed_at: datetime | None
+    saga_state: str | None = None  # where its saga is (orchestration.saga); None without one
 
     @property
     def final(self) -> bool:
@@ -86,7 +87,7 @@ _SELECT = """
            t.fee, t.method, t.provider, t.provider_reference, t.counterparty_user_id,
            cu.email AS counterparty_email, t.related_transaction_id, t.bank_account_id,
            t.hold_id, t.quote_id, t.failure_code, t.failure_reason, t.description, t.metadata,
-           t.updated_at, t.completed_at
+           t.updated_at, t.completed_at, t.saga_state
       FROM transactions t
       JOIN assets s ON s.code = t.asset
       LEFT JOIN users cu ON cu.id = t.counterparty_user_id
@@ -111,7 +112,8 @@ _UPDATE_STATUS = text("""
            provider_reference = coalesce(:provider_reference, provider_reference),
            failure_code = :failure_code, failure_reason = :failure_reason,
            updated_at = now(),
-           completed_at = CASE WHEN :status IN ('completed', 'failed') THEN now() END
+           completed_at = CASE WHEN :status IN ('completed', 'failed') THEN now()
+                               WHEN :status = 'reversed' THEN completed_at END
      WHERE id = :id AND created_at = :created_at
 """)
 

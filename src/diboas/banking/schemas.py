@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, EmailStr, Field, Strict, StringConstraints, model_validator
 from pydantic.functional_validators import AfterValidator
@@ -108,6 +108,14 @@ class BankAccountIn(StrictModel):
     account_number: AccountNumber
 
 
+class SagaStepOut(BaseModel):
+    """One step of a money movement's saga: accepted, provider_requested, settled…"""
+
+    state: str
+    at: datetime
+    detail: dict[str, Any]
+
+
 class TransactionOut(BaseModel):
     """A money movement as its owner sees it; poll it at ``/api/v1/transactions/{id}``."""
 
@@ -130,6 +138,12 @@ class TransactionOut(BaseModel):
     created_at: datetime
     updated_at: datetime
     completed_at: datetime | None = None
+    saga_state: str | None = Field(
+        default=None, description="Where the movement's saga is (movements through a provider)"
+    )
+    steps: list[SagaStepOut] | None = Field(
+        default=None, description="Every step of the saga, oldest first (single reads only)"
+    )
 
 
 class TransactionPage(BaseModel):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
@@ -30,7 +31,9 @@ from diboas.providers.payments import (
 
 log = structlog.get_logger(__name__)
 
-Finish = Callable[[AsyncSession, uuid.UUID, PaymentResult], Awaitable[Transaction | None]]
+Finish = Callable[..., Awaitable[Transaction | None]]
+# The reconciliation job (orchestration.reconciliation) asks the provider about parked sagas.
+RECONCILE_JOB = "orchestration.reconcile_payment"
 
 
 def payments(context: JobContext, method: str | None) -> PaymentProvider:
@@ -92,51 +95,108 @@ async def _settle_with(
     kind: str,
     name: str,
 ) -> None:
-    retries = context.settings.db_max_retries
     if call.started:
         count_status(call.transaction)
-    result = await _ask_provider(provider, call)
+    try:
+        result = await _call(provider, call)
+    except PaymentError as exc:
+        outcome = await _provider_failed(context, call, exc)
+        if outcome is None:
+            return  # parked for reconciliation
+        result = outcome
+    await settle_with_result(context, provider, call.transaction, result, source="provider")
+
+
+async def _provider_failed(
+    context: JobContext, call: ProviderCall, exc: PaymentError
+) -> PaymentResult | None:
+    """What a failed provider call means for the saga: parked (None), retried (raises) or a
+    final refusal (a failed result)."""
+    transaction = call.transaction
+    retries = context.settings.db_max_retries
+    reason = f"{type(exc).__name__}: {exc}"[:300]
+    if exc.ambiguous:
+        # The provider may have acted: never send again blindly; ask it (reconciliation).
+        delay = timedelta(seconds=context.settings.saga_reconcile_delay_seconds)
+        await run_in_transaction(
+            context.sessions,
+            lambda s: settlement.park(
+                s, transaction.id, reason=reason, reconcile_after=delay, job=RECONCILE_JOB
+            ),
+            max_retries=retries,
+        )
+        log.warning("provider outcome unknown: parked", transaction_id=str(transaction.id))
+        return None
+    if exc.retryable:
+        await run_in_transaction(
+            context.sessions,
+            lambda s: settlement.note_retry(
+                s, transaction.id, reason=reason, attempt=context.attempt
+            ),
+            max_retries=retries,
+        )
+        raise exc  # the job is retried with backoff, then parked as failed for operators
+    log.warning("payment refused by the provider", transaction_id=str(transaction.id))
+    return PaymentResult(
+        reference=transaction.provider_reference or "",
+        status=PaymentStatus.FAILED,
+        amount=transaction.amount,
+        currency=transaction.asset,
+        failure_code="provider_error",
+        failure_message=str(exc),
+    )
+
+
+async def settle_with_result(
+    context: JobContext,
+    provider: PaymentProvider,
+    transaction: Transaction,
+    result: PaymentResult,
+    *,
+    source: str,
+) -> None:
+    """Act on the provider's answer about a transaction: wait for a pending payment (asking
+    again later), or settle the ledger, once."""
+    retries = context.settings.db_max_retries
+    name = DEPOSIT_SETTLE_JOB if transaction.type == "deposit" else PAYOUT_JOB
+    if result.status is PaymentStatus.PENDING and _waited_too_long(context, transaction, result):
+        # The customer never authenticated: the payment is abandoned, not left open forever.
+        result = await provider.cancel(result.reference)
+        log.info("payment abandoned by the customer", transaction_id=str(transaction.id))
     if result.status is PaymentStatus.PENDING:
 
         async def wait(session: AsyncSession) -> None:
             await settlement.record_pending(
-                session, transaction_id, result, job=name, poll_after=provider.poll_interval
+                session, transaction.id, result, job=name, poll_after=provider.poll_interval
             )
 
         await run_in_transaction(context.sessions, wait, max_retries=retries)
-        log.info("payment pending", transaction_id=str(transaction_id), kind=kind)
+        log.info("payment pending", transaction_id=str(transaction.id), kind=transaction.type)
         return
-    finish: Finish = settlement.finish_deposit if kind == "deposit" else settlement.finish_payout
+    finish: Finish = (
+        settlement.finish_deposit if transaction.type == "deposit" else settlement.finish_payout
+    )
     closed = await run_in_transaction(
-        context.sessions, lambda s: finish(s, transaction_id, result), max_retries=retries
+        context.sessions,
+        lambda s: finish(s, transaction.id, result, source=source),
+        max_retries=retries,
     )
     if closed is not None:
         count_status(closed)
         log.info(
             "payment settled",
-            transaction_id=str(transaction_id),
-            kind=kind,
+            transaction_id=str(transaction.id),
+            kind=transaction.type,
             status=closed.status,
             failure_code=closed.failure_code,
         )
 
 
-async def _ask_provider(provider: PaymentProvider, call: ProviderCall) -> PaymentResult:
-    transaction = call.transaction
-    try:
-        return await _call(provider, call)
-    except PaymentError as exc:
-        if exc.retryable:
-            raise  # the job is retried with backoff, then parked as failed for operators
-        log.warning("payment refused by the provider", transaction_id=str(transaction.id))
-        return PaymentResult(
-            reference=transaction.provider_reference or "",
-            status=PaymentStatus.FAILED,
-            amount=transaction.amount,
-            currency=transaction.asset,
-            failure_code="provider_error",
-            failure_message=str(exc),
-        )
+def _waited_too_long(context: JobContext, transaction: Transaction, result: PaymentResult) -> bool:
+    if result.failure_code != "requires_action":
+        return False
+    waited = datetime.now(UTC) - transaction.created_at
+    return waited.total_seconds() > context.settings.saga_customer_action_timeout_seconds
 
 
 async def _call(provider: PaymentProvider, call: ProviderCall) -> PaymentResult:

@@ -92,7 +92,9 @@ async def stripe_webhook(
                     "stripe amount differs from the deposit", transaction_id=str(transaction_id)
                 )
                 return "amount_mismatch"
-            closed = await settlement.finish_deposit(session, transaction_id, payment)
+            closed = await settlement.finish_deposit(
+                session, transaction_id, payment, source=f"webhook:{event.id}"
+            )
             return "settled" if closed is not None else "already_settled"
 
         outcome = await db.run(settle)

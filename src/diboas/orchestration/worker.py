@@ -77,6 +77,7 @@ class Worker:
             await manager.run(
                 dequeue_timeout=timedelta(seconds=1),
                 batch_size=10,
+                heartbeat_timeout=timedelta(seconds=self.settings.job_heartbeat_timeout_seconds),
                 mode=QueueExecutionMode.drain if drain else QueueExecutionMode.continuous,
             )
         finally:

@@ -25,7 +25,12 @@ ACH debits (deposits) and ACH credits (payouts) are ``pending`` when made, like 
 
 - ``…0002``: fails with ``account_closed`` (return code R02), for debits and payouts;
 - ``…0003``: a debit fails with ``insufficient_funds`` (R01); a payout to it succeeds;
+- ``…0004``: a debit succeeds, then is returned (R10, "customer advises not authorized"):
+  it appears in ``returns()``, as a bank's returns file reports it days later;
 - anything else succeeds.
+
+Card refunds (``refund``) of a succeeded charge succeed at once; ``lookup`` finds a request by
+its idempotency key (the sandbox derives its references from the key).
 
 Reusing an idempotency key with different parameters raises ``PaymentIdempotencyError``, as
 Stripe does. References are derived from the idempotency key, so the same key always names
@@ -42,7 +47,7 @@ import json
 import re
 import uuid
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
@@ -91,12 +96,31 @@ class PaymentResult:
     failure_message: str | None = None
 
 
-class PaymentError(Exception):
-    """The provider could not answer. ``retryable`` errors (outage, timeout) are tried again."""
+@dataclass(frozen=True, slots=True)
+class PaymentReturn:
+    """A bank debit that settled and was then returned by the customer's bank (an ACH
+    return): the money it brought in is taken back."""
 
-    def __init__(self, message: str, *, retryable: bool = True) -> None:
+    reference: str
+    amount: Decimal
+    currency: str
+    code: str
+    message: str
+
+
+class PaymentError(Exception):
+    """The provider could not answer. ``retryable`` errors (outage, timeout) are tried again.
+
+    ``ambiguous`` says the request may have reached the provider and been acted on although
+    no answer came back (a timeout, a connection lost after sending, a 5xx): the outcome is
+    unknown, so the saga is parked and the provider is asked what became of the request
+    (``lookup``) instead of being sent it again blindly.
+    """
+
+    def __init__(self, message: str, *, retryable: bool = True, ambiguous: bool = False) -> None:
         super().__init__(message)
         self.retryable = retryable
+        self.ambiguous = ambiguous
 
 
 class PaymentIdempotencyError(PaymentError):
@@ -146,6 +170,26 @@ class PaymentProvider(Protocol):
         """The current state of a payment."""
         ...
 
+    async def lookup(self, idempotency_key: str, *, since: datetime) -> PaymentResult | None:
+        """What became of the request sent with ``idempotency_key`` (no earlier than
+        ``since``): its payment, or None when the provider never received it."""
+        ...
+
+    async def refund(
+        self, *, reference: str, amount: Decimal, currency: str, idempotency_key: str
+    ) -> PaymentResult:
+        """Give back ``amount`` of a succeeded charge; the result's reference is the refund's."""
+        ...
+
+    async def cancel(self, reference: str) -> PaymentResult:
+        """Abandon a payment still waiting (for the customer's authentication, say)."""
+        ...
+
+    async def returns(self) -> list[PaymentReturn]:
+        """Bank debits returned after they settled (the bank's returns file); each once or
+        more — the platform processes a return once, by its reference."""
+        ...
+
 
 SUCCEEDING_CARDS = frozenset({"pm_card_visa", "pm_card_mastercard", "pm_card_amex"})
 DEFAULT_CARD = "pm_card_visa"
@@ -160,6 +204,7 @@ _CARD_FAILURES: dict[str, tuple[str, str]] = {
 }
 _CLOSED = ("account_closed", "The bank account is closed (R02).")
 _NSF = ("insufficient_funds", "The bank account has insufficient funds (R01).")
+_UNAUTHORIZED = ("R10", "The customer advises the debit was not authorized (R10).")
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,8 +250,8 @@ def _load(data: dict[str, Any]) -> PaymentResult:
     )
 
 
-_PREFIXES = {"card": "ch", "ach_debit": "py", "payout": "po"}
-_REFERENCE = re.compile(r"^(ch|py|po)_sbx_([0-9a-f]{32})$")
+_PREFIXES = {"card": "ch", "ach_debit": "py", "payout": "po", "refund": "re"}
+_REFERENCE = re.compile(r"^(ch|py|po|re)_sbx_([0-9a-f]{32})$")
 
 
 class SandboxPaymentProvider:
@@ -225,6 +270,7 @@ class SandboxPaymentProvider:
         self.state_dir = state_dir
         self.poll_interval = poll_interval
         self._records: dict[str, _Record] = {}
+        self._returned: dict[str, PaymentReturn] = {}
 
     async def charge(
         self,
@@ -267,6 +313,30 @@ class SandboxPaymentProvider:
         # The sandbox's bank rails have settled by the time anyone asks.
         return record.final
 
+    async def lookup(self, idempotency_key: str, *, since: datetime) -> PaymentResult | None:
+        # References derive from the key, so the sandbox finds a request by its key alone.
+        record = await self._read(hashlib.sha256(idempotency_key.encode()).hexdigest()[:32])
+        return None if record is None else record.final
+
+    async def refund(
+        self, *, reference: str, amount: Decimal, currency: str, idempotency_key: str
+    ) -> PaymentResult:
+        paid = await self.status(reference)
+        if paid.status is not PaymentStatus.SUCCEEDED or not reference.startswith("ch_"):
+            raise PaymentError("only a succeeded card charge can be refunded", retryable=False)
+        if amount <= 0 or amount > paid.amount or currency != paid.currency:
+            raise PaymentError(
+                f"a refund is 0 < amount <= {paid.amount} {paid.currency}", retryable=False
+            )
+        return await self._once("refund", idempotency_key, amount, currency, reference, _refunded)
+
+    async def cancel(self, reference: str) -> PaymentResult:
+        paid = await self.status(reference)
+        if paid.status is not PaymentStatus.PENDING:
+            raise PaymentError(f"a {paid.status} payment cannot be canceled", retryable=False)
+        # The sandbox's pending payments are bank transfers already on their way.
+        raise PaymentError("a bank transfer on its way cannot be canceled", retryable=False)
+
     # --- the sandbox's behaviour ---------------------------------------------------------
 
     async def _once(
@@ -291,6 +361,21 @@ class SandboxPaymentProvider:
             return existing.first  # the first answer again, as the vendor replays it
         reference = f"{_PREFIXES[kind]}_sbx_{key_hash}"
         first, final = decide(reference, amount, currency, target)
+        returned = self._returned.get(reference)
+        if returned is not None and self.state_dir is not None:
+            await asyncio.to_thread(
+                _write_text,
+                self.state_dir / "returns" / f"{key_hash}.json",
+                json.dumps(
+                    {
+                        "reference": reference,
+                        "amount": str(returned.amount),
+                        "currency": returned.currency,
+                        "code": returned.code,
+                        "message": returned.message,
+                    }
+                ),
+            )
         await self._write(key_hash, _Record(fingerprint, first, final))
         return first
 
@@ -325,12 +410,29 @@ class SandboxPaymentProvider:
             result = PaymentResult(reference, PaymentStatus.FAILED, amount, currency, code, message)
         return result, result
 
-    @staticmethod
     def _debit(
-        reference: str, amount: Decimal, currency: str, target: str
+        self, reference: str, amount: Decimal, currency: str, target: str
     ) -> tuple[PaymentResult, PaymentResult]:
         failure = {"0002": _CLOSED, "0003": _NSF}.get(target[-4:])
+        if target.endswith("0004"):
+            self._returned[reference] = PaymentReturn(reference, amount, currency, *_UNAUTHORIZED)
         return _pending_then(reference, amount, currency, failure)
+
+    async def returns(self) -> list[PaymentReturn]:
+        if self.state_dir is not None:
+            for text in await asyncio.to_thread(_read_all, self.state_dir / "returns"):
+                data = json.loads(text)
+                self._returned.setdefault(
+                    data["reference"],
+                    PaymentReturn(
+                        data["reference"],
+                        Decimal(data["amount"]),
+                        data["currency"],
+                        data["code"],
+                        data["message"],
+                    ),
+                )
+        return list(self._returned.values())
 
     @staticmethod
     def _payout(
@@ -347,6 +449,10 @@ def _read_text(path: Path) -> str | None:
         return None
 
 
+def _read_all(folder: Path) -> list[str]:
+    return [path.read_text() for path in sorted(folder.glob("*.json"))] if folder.exists() else []
+
+
 def _write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(f".{uuid.uuid4().hex}.tmp")  # one per writer
@@ -358,6 +464,13 @@ class _Decider(Protocol):
     def __call__(
         self, reference: str, amount: Decimal, currency: str, target: str, /
     ) -> tuple[PaymentResult, PaymentResult]: ...
+
+
+def _refunded(
+    reference: str, amount: Decimal, currency: str, _charge: str
+) -> tuple[PaymentResult, PaymentResult]:
+    result = PaymentResult(reference, PaymentStatus.SUCCEEDED, amount, currency)
+    return result, result
 
 
 def _bank_identity(account: BankAccountDetails) -> str:

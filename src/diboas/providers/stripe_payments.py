@@ -17,9 +17,9 @@ the customer must complete), ``requires_capture``  code: only the customer can m
 card declined (HTTP 402), or                      ``FAILED`` with the decline code — a final
 ``requires_payment_method`` after a failure       answer, never retried
 ``canceled``                                      ``FAILED`` (``canceled``)
-5xx, 429, connection refused or reset             ``StripeError``, ``retryable``
-no answer within ``timeout`` seconds              ``StripeTimeoutError`` (ambiguous, retryable:
-                                                  the retry carries the same key)
+429, connection refused                           ``StripeError``, ``retryable``
+5xx, connection reset or closed after sending     ``StripeError``, ``retryable``, ``ambiguous``
+no answer within ``timeout`` seconds              ``StripeTimeoutError`` (``ambiguous``)
 unknown reference                                 ``StripeNotFoundError``
 same key, other parameters                        ``StripeIdempotencyError``
 other 4xx (bad request, bad API key)              ``StripeError``, not retryable
@@ -40,12 +40,13 @@ point it at localstripe) and ``DIBOAS_STRIPE_WEBHOOK_SECRET``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import httpx
 import stripe
+from stripe.params import PaymentIntentListParams
 
 from diboas.providers.payments import (
     BankAccountDetails,
@@ -54,6 +55,7 @@ from diboas.providers.payments import (
     PaymentIdempotencyError,
     PaymentNotFoundError,
     PaymentResult,
+    PaymentReturn,
     PaymentStatus,
 )
 from diboas.providers.resilience import ProviderError, ProviderTimeoutError
@@ -71,14 +73,21 @@ _ZERO_DECIMAL = frozenset(
 )
 _THREE_DECIMAL = frozenset(["bhd", "jod", "kwd", "omr", "tnd"])
 
+# Stripe's clock and ours may differ a little: look a minute further back.
+_CLOCK_SKEW_SECONDS = 60
+
 _PENDING = frozenset({"processing", "requires_action", "requires_capture", "requires_confirmation"})
 
 
 class StripeError(ProviderError, PaymentError):
-    """Stripe refused or failed; ``retryable`` says whether the same call may succeed later."""
+    """Stripe refused or failed; ``retryable`` says whether the same call may succeed later,
+    ``ambiguous`` whether Stripe may have acted on it all the same."""
 
-    def __init__(self, message: str, *, retryable: bool, code: str) -> None:
+    def __init__(
+        self, message: str, *, retryable: bool, code: str, ambiguous: bool = False
+    ) -> None:
         ProviderError.__init__(self, message, provider=PROVIDER, retryable=retryable, code=code)
+        self.ambiguous = ambiguous
 
 
 class StripeTimeoutError(ProviderTimeoutError, PaymentError):
@@ -86,6 +95,7 @@ class StripeTimeoutError(ProviderTimeoutError, PaymentError):
 
     def __init__(self, message: str) -> None:
         ProviderTimeoutError.__init__(self, message, provider=PROVIDER)
+        self.ambiguous = True
 
 
 class StripeNotFoundError(ProviderError, PaymentNotFoundError):
@@ -276,6 +286,46 @@ class StripePayments:
             else None,
         )
 
+    async def lookup(self, idempotency_key: str, *, since: datetime) -> PaymentResult | None:
+        """The PaymentIntent created with ``idempotency_key`` (kept in its metadata), found
+        among those created since ``since``; None when Stripe never received the request.
+
+        Listing by creation time, not the Search API: search is eventually consistent (a
+        payment can be missing from it for a minute), listing is not.
+        """
+        params: PaymentIntentListParams = {
+            "created": {"gte": int(since.timestamp()) - _CLOCK_SKEW_SECONDS},
+            "limit": 100,
+        }
+        intents = self._client.v1.payment_intents
+        with _mapped_errors():
+            page = await intents.list_async(params)
+            while True:
+                for intent in page.data:
+                    metadata = intent.metadata
+                    if (
+                        metadata
+                        and KEY_METADATA in metadata
+                        and metadata[KEY_METADATA] == idempotency_key
+                    ):
+                        return _payment(intent)
+                if not page.has_more or not page.data:
+                    return None
+                page = await intents.list_async({**params, "starting_after": page.data[-1].id})
+
+    async def cancel(self, reference: str) -> PaymentResult:
+        """Cancel a PaymentIntent that is still waiting (for 3-D Secure, say)."""
+        with _mapped_errors(reference=reference):
+            intent = await self._client.v1.payment_intents.cancel_async(
+                reference, {"cancellation_reason": "abandoned"}
+            )
+        return _payment(intent)
+
+    async def returns(self) -> list[PaymentReturn]:
+        """None: card disputes reach the platform as webhooks (``charge.dispute.*``), and bank
+        debits are not made through Stripe here."""
+        return []
+
     async def healthy(self) -> bool:
         """Whether Stripe answers an authenticated read (for ``Failover.check_health``)."""
         try:
@@ -382,9 +432,13 @@ def _translate(  # noqa: PLR0911 - one return per row of the module's table
         )
         return _Declined(message, decline)
     if isinstance(exc, stripe.APIConnectionError):
-        if isinstance(exc.__cause__, httpx.TimeoutException):
+        cause = exc.__cause__
+        if isinstance(cause, httpx.TimeoutException):
             return StripeTimeoutError(f"Stripe did not answer in time: {message}")
-        return StripeError(message, retryable=True, code="provider_unavailable")
+        # Refused before anything was sent: safe to send again. Lost after sending (reset,
+        # closed mid-answer): Stripe may have acted, so the outcome must be asked for.
+        sent = not isinstance(cause, httpx.ConnectError)
+        return StripeError(message, retryable=True, code="provider_unavailable", ambiguous=sent)
     if isinstance(exc, stripe.IdempotencyError):
         return StripeIdempotencyError(message)
     if isinstance(exc, stripe.RateLimitError):
@@ -393,7 +447,8 @@ def _translate(  # noqa: PLR0911 - one return per row of the module's table
     if reference is not None and (status == 404 or code == "resource_missing"):
         return StripeNotFoundError(f"no payment {reference}")
     if status >= 500 or isinstance(exc, stripe.APIError):
-        return StripeError(message, retryable=True, code="provider_unavailable")
+        # Stripe documents a 500's result as indeterminate: it may have been processed.
+        return StripeError(message, retryable=True, code="provider_unavailable", ambiguous=True)
     if isinstance(exc, stripe.AuthenticationError | stripe.PermissionError):
         return StripeError(message, retryable=False, code="provider_misconfigured")
     return StripeError(message, retryable=False, code=code or "invalid_request")

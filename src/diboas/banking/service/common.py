@@ -4,6 +4,7 @@ bank-account secrets, response views and metrics."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -13,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from diboas.banking import repository
 from diboas.banking.errors import BankAccountNotFoundError, UnsupportedCurrencyError
 from diboas.banking.repository import BankAccount, Transaction
-from diboas.banking.schemas import BankAccountOut, TransactionOut
+from diboas.banking.schemas import BankAccountOut, SagaStepOut, TransactionOut
 from diboas.fees.service import FeeBreakdown
 from diboas.identity import repository as users
 from diboas.identity.repository import User
@@ -23,6 +24,7 @@ from diboas.kit.money import format_amount, parse_amount
 from diboas.ledger import service as ledger
 from diboas.ledger.models import Account, Domain, OwnerType
 from diboas.observability.metrics import FEE_REVENUE, TRANSACTIONS
+from diboas.orchestration.repository import SagaStep
 from diboas.providers.payments import BankAccountDetails
 from diboas.settings import Settings
 
@@ -112,8 +114,10 @@ async def own_bank_account(
 # --- views ---------------------------------------------------------------------------------------
 
 
-def transaction_out(transaction: Transaction) -> TransactionOut:
-    """A transaction as its owner sees it."""
+def transaction_out(
+    transaction: Transaction, steps: Sequence[SagaStep] | None = None
+) -> TransactionOut:
+    """A transaction as its owner sees it (with its saga's steps, when given)."""
     fee = transaction.metadata.get("fee")
     breakdown = None
     if fee is not None:
@@ -138,6 +142,10 @@ def transaction_out(transaction: Transaction) -> TransactionOut:
         quote_id=transaction.quote_id,
         failure_code=transaction.failure_code,
         failure_reason=transaction.failure_reason,
+        saga_state=transaction.saga_state,
+        steps=None
+        if steps is None
+        else [SagaStepOut(state=step.state, at=step.at, detail=step.detail) for step in steps],
         created_at=transaction.created_at,
         updated_at=transaction.updated_at,
         completed_at=transaction.completed_at,

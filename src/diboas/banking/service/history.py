@@ -20,6 +20,8 @@ from diboas.banking import repository
 from diboas.banking.errors import InvalidCursorError
 from diboas.banking.repository import HistoryFilter, Transaction
 from diboas.kit.errors import InvalidRequestError, NotFoundError
+from diboas.orchestration import saga
+from diboas.orchestration.repository import SagaStep
 
 MAX_PAGE = 100
 
@@ -91,3 +93,14 @@ async def get(
     if transaction is None:
         raise NotFoundError("no such transaction", details={"transaction_id": str(transaction_id)})
     return transaction
+
+
+async def get_with_steps(
+    session: AsyncSession, *, user_id: uuid.UUID, transaction_id: uuid.UUID
+) -> tuple[Transaction, list[SagaStep] | None]:
+    """One of the user's transactions with its saga's steps (None: a movement without a
+    saga, such as a P2P transfer, which completes at once)."""
+    transaction = await get(session, user_id=user_id, transaction_id=transaction_id)
+    if transaction.saga_state is None:
+        return transaction, None
+    return transaction, await saga.steps(session, transaction.id)

@@ -31,10 +31,12 @@ from diboas.compliance import audit, limits, screening
 from diboas.compliance.audit import AuditContext
 from diboas.fees import service as fees
 from diboas.identity import repository as users
-from diboas.kit.ids import uuid7
+from diboas.kit.ids import uuid7, uuid7_time
 from diboas.ledger import holds
 from diboas.ledger import service as ledger
+from diboas.orchestration import saga
 from diboas.orchestration.jobs import stage
+from diboas.orchestration.saga import SagaState
 from diboas.providers.payments import DEFAULT_CARD
 from diboas.settings import Settings
 
@@ -95,6 +97,14 @@ async def create_deposit(
                 metadata=metadata,
             )
         ],
+    )
+    await saga.advance(
+        session,
+        transaction_id,
+        uuid7_time(transaction_id),
+        None,
+        SagaState.ACCEPTED,
+        method=request.method,
     )
     await stage(session, DEPOSIT_SETTLE_JOB, {"transaction_id": str(transaction_id)})
     await audit.record(
@@ -159,6 +169,15 @@ async def create_withdrawal(
                 metadata={"fee": fee_record(fee)},
             )
         ],
+    )
+    await saga.advance(
+        session,
+        transaction_id,
+        uuid7_time(transaction_id),
+        None,
+        SagaState.ACCEPTED,
+        hold_id=str(hold.id),
+        held=str(amount + fee.total),
     )
     await stage(session, PAYOUT_JOB, {"transaction_id": str(transaction_id)})
     await audit.record(

@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -34,7 +35,9 @@ from diboas.ledger import holds
 from diboas.ledger import service as ledger
 from diboas.ledger.holds import HoldStatus
 from diboas.ledger.models import AccountKind
+from diboas.orchestration import saga
 from diboas.orchestration.jobs import stage
+from diboas.orchestration.saga import SagaState
 from diboas.providers.payments import (
     DEFAULT_CARD,
     BankAccountDetails,
@@ -62,7 +65,20 @@ class ProviderCall:
     @property
     def idempotency_key(self) -> str:
         """The same key for every attempt at this transaction: the provider moves money once."""
-        return f"diboas:{self.transaction.type}:{self.transaction.id}"
+        return provider_key(self.transaction)
+
+
+def provider_key(transaction: Transaction) -> str:
+    """The idempotency key the provider knows a transaction's request by."""
+    return f"diboas:{transaction.type}:{transaction.id}"
+
+
+async def parked(session: AsyncSession, transaction_id: uuid.UUID) -> Transaction | None:
+    """The transaction, locked, if its saga is parked on an ambiguous outcome."""
+    transaction = await repository.get_transaction(session, transaction_id, lock=True)
+    if transaction is None or transaction.final:
+        return None
+    return transaction if transaction.saga_state == SagaState.AMBIGUOUS else None
 
 
 async def _open(
@@ -95,6 +111,15 @@ async def begin(
         transaction = await repository.set_status(
             session, transaction, "processing", provider=provider(transaction)
         )
+    if transaction.provider_reference is None:  # a first request, not a poll of a payment
+        await saga.advance(
+            session,
+            transaction.id,
+            transaction.created_at,
+            _state(transaction),
+            SagaState.PROVIDER_REQUESTED,
+            provider=provider(transaction),
+        )
     bank = None
     if transaction.bank_account_id is not None:
         # Removed since the movement was accepted is fine: it was valid when the user asked.
@@ -125,13 +150,113 @@ async def record_pending(
     await repository.set_status(
         session, transaction, "processing", provider_reference=result.reference
     )
+    waiting = (
+        SagaState.AWAITING_CUSTOMER
+        if result.failure_code == "requires_action"
+        else SagaState.AWAITING_PROVIDER
+    )
+    if transaction.saga_state != waiting:  # each poll that changes nothing adds no step
+        await saga.advance(
+            session,
+            transaction.id,
+            transaction.created_at,
+            _state(transaction),
+            waiting,
+            reference=result.reference,
+        )
     await stage(session, job, {"transaction_id": str(transaction_id)}, delay=poll_after)
 
 
+def _state(transaction: Transaction) -> str:
+    # Movements accepted before sagas were recorded count as accepted.
+    return transaction.saga_state or SagaState.ACCEPTED.value
+
+
+async def park(
+    session: AsyncSession,
+    transaction_id: uuid.UUID,
+    *,
+    reason: str,
+    reconcile_after: timedelta,
+    job: str,
+    payload: dict[str, Any] | None = None,
+) -> bool:
+    """The provider may have acted on a request whose answer was lost: park the saga and
+    stage the reconciliation job that will ask the provider. False if it settled meanwhile."""
+    transaction = await repository.get_transaction(session, transaction_id, lock=True)
+    if transaction is None or transaction.final:
+        return False
+    await saga.advance(
+        session,
+        transaction.id,
+        transaction.created_at,
+        _state(transaction),
+        SagaState.AMBIGUOUS,
+        reason=reason,
+    )
+    await stage(
+        session,
+        job,
+        {"transaction_id": str(transaction_id), **(payload or {})},
+        delay=reconcile_after,
+    )
+    return True
+
+
+async def resend(session: AsyncSession, transaction_id: uuid.UUID, *, job: str) -> None:
+    """A parked request the provider never received: note it and send it again (same key)."""
+    transaction = await parked(session, transaction_id)
+    if transaction is None:
+        return
+    await saga.advance(
+        session,
+        transaction.id,
+        transaction.created_at,
+        _state(transaction),
+        SagaState.AMBIGUOUS,
+        reason="the provider never received the request; sending it again",
+    )
+    await stage(session, job, {"transaction_id": str(transaction_id)})
+
+
+async def note_retry(
+    session: AsyncSession, transaction_id: uuid.UUID, *, reason: str, attempt: int
+) -> None:
+    """The provider refused to work for now (nothing was done): the job will try again."""
+    transaction = await repository.get_transaction(session, transaction_id, lock=True)
+    if transaction is None or transaction.final:
+        return
+    await saga.advance(
+        session,
+        transaction.id,
+        transaction.created_at,
+        _state(transaction),
+        SagaState.RETRYING,
+        reason=reason,
+        attempt=attempt,
+    )
+
+
 async def _close(
-    session: AsyncSession, transaction: Transaction, result: PaymentResult
+    session: AsyncSession,
+    transaction: Transaction,
+    result: PaymentResult,
+    *,
+    source: str,
+    compensated: bool = False,
 ) -> Transaction:
     succeeded = result.status is PaymentStatus.SUCCEEDED
+    outcome = SagaState.SETTLED if succeeded else SagaState.FAILED
+    await saga.advance(
+        session,
+        transaction.id,
+        transaction.created_at,
+        _state(transaction),
+        SagaState.COMPENSATED if compensated and not succeeded else outcome,
+        source=source,
+        reference=result.reference,
+        failure_code=result.failure_code,
+    )
     closed = await repository.set_status(
         session,
         transaction,
@@ -157,7 +282,11 @@ async def _close(
 
 
 async def finish_deposit(
-    session: AsyncSession, transaction_id: uuid.UUID, result: PaymentResult
+    session: AsyncSession,
+    transaction_id: uuid.UUID,
+    result: PaymentResult,
+    *,
+    source: str = "provider",
 ) -> Transaction | None:
     """Credit a paid deposit (amount in, fee out: one entry) or fail a declined one."""
     transaction = await _open(session, transaction_id, "deposit")
@@ -183,11 +312,15 @@ async def finish_deposit(
             reference=reference,
             metadata={"transaction_id": str(transaction.id), "provider": result.reference},
         )
-    return await _close(session, transaction, result)
+    return await _close(session, transaction, result, source=source)
 
 
 async def finish_payout(
-    session: AsyncSession, transaction_id: uuid.UUID, result: PaymentResult
+    session: AsyncSession,
+    transaction_id: uuid.UUID,
+    result: PaymentResult,
+    *,
+    source: str = "provider",
 ) -> Transaction | None:
     """Capture a paid withdrawal's hold (amount out, fee to the platform) or release it."""
     transaction = await _open(session, transaction_id, "withdrawal")
@@ -200,7 +333,8 @@ async def finish_payout(
         await _take_payout(session, transaction, hold_active=hold.status is HoldStatus.ACTIVE)
     elif hold.status is HoldStatus.ACTIVE:
         await holds.release_hold(session, hold.id)
-    return await _close(session, transaction, result)
+    # A failed payout gives the held money back: the saga compensated.
+    return await _close(session, transaction, result, source=source, compensated=True)
 
 
 async def _take_payout(
