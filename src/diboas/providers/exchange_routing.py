@@ -1,0 +1,230 @@
+"""The venues the platform trades on (from settings), and the cheapest healthy route.
+
+A route's total cost for an order is, in USD: the venue's taker fee on the expected cost,
+the spread (best price against the mid, times the quantity) and the slippage (the walk
+through the book against the best price). Venues whose breaker is open or whose market data
+call fails are skipped, and the reason for the choice names every candidate's cost.
+Network fees (gas) are zero on a centralised venue; the field is kept so that on-chain
+routes rank on the same scale.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import ROUND_UP, Decimal
+
+from diboas.kit.errors import DomainError
+from diboas.providers.exchange import (
+    USD_CENT,
+    Exchange,
+    SandboxExchange,
+    Side,
+    walk_book,
+)
+from diboas.providers.exchange_ccxt import CcxtExchange
+from diboas.providers.exchange_sandbox_server import binance_urls
+from diboas.providers.resilience import (
+    BreakerState,
+    CircuitBreaker,
+    Failover,
+    ProviderError,
+    ProviderSlot,
+    RetryPolicy,
+    call,
+)
+from diboas.settings import Settings
+
+VENUES_SERVICE = "exchange_venues"
+BOOK_DEPTH = 50
+
+
+class NoRouteError(DomainError):
+    """No healthy venue can fill the order (all down, or the books are too thin)."""
+
+    status_code = 503
+    code = "no_route"
+
+
+@dataclass(frozen=True, slots=True)
+class RouteCost:
+    """What one venue would charge for an order, all in USD."""
+
+    venue: str
+    quantity: Decimal  # base quantity the venue would fill
+    cost: Decimal  # quote cost at the venue (before its fee)
+    best_price: Decimal
+    average_price: Decimal
+    fee: Decimal
+    spread: Decimal
+    slippage: Decimal
+    network: Decimal = Decimal(0)
+
+    @property
+    def total(self) -> Decimal:
+        return self.fee + self.spread + self.slippage + self.network
+
+    def as_dict(self) -> dict[str, str]:
+        return {
+            "venue": self.venue,
+            "fee": str(self.fee),
+            "spread": str(self.spread),
+            "slippage": str(self.slippage),
+            "network": str(self.network),
+            "total": str(self.total),
+            "average_price": str(self.average_price),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """The chosen venue, every candidate's cost, and why."""
+
+    chosen: RouteCost
+    candidates: tuple[RouteCost, ...]
+    skipped: dict[str, str]
+
+    @property
+    def reason(self) -> str:
+        others = [c for c in self.candidates if c is not self.chosen]
+        text = f"lowest total cost on {self.chosen.venue}: {_usd(self.chosen.total)} USD"
+        text += f" (fee {_usd(self.chosen.fee)} + spread {_usd(self.chosen.spread)}"
+        text += f" + slippage {_usd(self.chosen.slippage)})"
+        if others:
+            text += "; " + ", ".join(f"{c.venue} {_usd(c.total)} USD" for c in others)
+        if self.skipped:
+            text += "; skipped " + ", ".join(f"{v} ({why})" for v, why in self.skipped.items())
+        return text
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "provider": self.chosen.venue,
+            "reason": self.reason,
+            "candidates": [c.as_dict() for c in self.candidates],
+            "skipped": self.skipped,
+        }
+
+
+def _usd(value: Decimal) -> str:
+    return str(value.quantize(USD_CENT, rounding=ROUND_UP))
+
+
+def venue_slots(settings: Settings) -> Failover[Exchange]:
+    """The configured venues, each with its own breaker, in order of preference."""
+    builders: dict[str, Callable[[], Exchange]] = {
+        "sandbox-binance": lambda: SandboxExchange.venue("sandbox-binance"),
+        "sandbox-coinbase": lambda: SandboxExchange.venue("sandbox-coinbase"),
+        "binance": lambda: _binance(settings),
+        "coinbase": lambda: CcxtExchange(
+            "coinbase",
+            api_key=settings.exchange_coinbase_api_key,
+            secret=_secret(settings.exchange_coinbase_secret),
+            quote="USD",
+            timeout_seconds=settings.exchange_timeout_seconds,
+        ),
+    }
+    names = [n.strip() for n in settings.exchange_venues.split(",") if n.strip()]
+    unknown = [n for n in names if n not in builders]
+    if unknown or not names:
+        raise ValueError(f"unknown exchange venues {unknown}; choose from {sorted(builders)}")
+    slots = [ProviderSlot(n, builders[n](), CircuitBreaker(n)) for n in names]
+    policy = RetryPolicy(attempts=3, timeout=settings.exchange_timeout_seconds)
+    return Failover(slots, policy=policy)
+
+
+def _secret(value: object) -> str:
+    getter = getattr(value, "get_secret_value", None)
+    return str(getter()) if getter is not None else ""
+
+
+def _binance(settings: Settings) -> Exchange:
+    url = settings.exchange_binance_api_url.rstrip("/")
+    return CcxtExchange(
+        "binance",
+        api_key=settings.exchange_binance_api_key,
+        secret=_secret(settings.exchange_binance_secret),
+        quote="USD" if url else settings.exchange_binance_quote,
+        api_urls=binance_urls(url) if url else None,
+        timeout_seconds=settings.exchange_timeout_seconds,
+    )
+
+
+async def _cost(
+    slot: ProviderSlot[Exchange],
+    policy: RetryPolicy,
+    asset: str,
+    side: Side,
+    quantity: Decimal | None,
+    quote_amount: Decimal | None,
+) -> RouteCost | str:
+    venue = slot.implementation
+    try:
+        book = await call(
+            slot.name,
+            lambda: venue.order_book(asset, BOOK_DEPTH),
+            policy=policy,
+            breaker=slot.breaker,
+        )
+        rate = await call(
+            slot.name, lambda: venue.taker_fee_rate(asset), policy=policy, breaker=slot.breaker
+        )
+    except ProviderError as exc:
+        return exc.code
+    levels = book.asks if side is Side.BUY else book.bids
+    if not levels or not book.bids or not book.asks:
+        return "empty book"
+    lot = Decimal("0.00000001")
+    fill = walk_book(
+        levels, quantity=quantity, quote_amount=quote_amount, lot=lot, buying=side is Side.BUY
+    )
+    if fill is None:
+        return "insufficient liquidity"
+    best = levels[0][0]
+    mid = (book.bids[0][0] + book.asks[0][0]) / 2
+    return RouteCost(
+        venue=slot.name,
+        quantity=fill.quantity,
+        cost=fill.cost,
+        best_price=best,
+        average_price=fill.average_price,
+        fee=fill.cost * rate,
+        spread=abs(best - mid) * fill.quantity,
+        slippage=abs(fill.cost - best * fill.quantity),
+    )
+
+
+async def best_route(
+    venues: Failover[Exchange],
+    asset: str,
+    side: Side,
+    *,
+    quantity: Decimal | None = None,
+    quote_amount: Decimal | None = None,
+) -> Route:
+    """Rank the healthy venues by total cost for this order; refuse when none can fill it."""
+    costs: list[RouteCost] = []
+    skipped: dict[str, str] = {}
+    for slot in venues.slots:
+        if asset not in slot.implementation.assets():
+            skipped[slot.name] = f"does not trade {asset}"
+            continue
+        if not slot.healthy or slot.breaker.state is BreakerState.OPEN:
+            skipped[slot.name] = "unhealthy"
+            continue
+        found = await _cost(slot, venues.policy, asset, side, quantity, quote_amount)
+        if isinstance(found, str):
+            skipped[slot.name] = found
+        else:
+            costs.append(found)
+    if not costs:
+        raise NoRouteError(f"no venue can {side.value} {asset} now", details={"skipped": skipped})
+    costs.sort(key=lambda c: (c.total, c.venue))
+    return Route(costs[0], tuple(costs), skipped)
+
+
+def venue(venues: Failover[Exchange], name: str) -> ProviderSlot[Exchange]:
+    """The slot of a venue by name."""
+    for slot in venues.slots:
+        if slot.name == name:
+            return slot
+    raise NoRouteError(f"venue {name} is not configured", details={"venue": name})
