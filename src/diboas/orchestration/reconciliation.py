@@ -71,7 +71,9 @@ async def reconcile_payment(context: JobContext, payload: dict[str, Any]) -> Non
         close = getattr(provider, "aclose", None)
         if close is not None and provider is not context.services.get("payments"):
             await close()
-    if found is None:
+    if found is None or found.failure_code == "requires_confirmation":
+        # Never received, or received only in part: the same request again (same key) is
+        # exactly what the provider needs, and cannot pay twice.
         resend_job = DEPOSIT_SETTLE_JOB if transaction.type == "deposit" else PAYOUT_JOB
         await run_in_transaction(
             context.sessions,

@@ -11,18 +11,17 @@ job's polling.
 
 from __future__ import annotations
 
-from typing import Any
-
 import structlog
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from diboas.api.deps import DatabaseDep, SettingsDep
 from diboas.banking import repository
 from diboas.banking.service import settlement
 from diboas.identity.dependencies import public
 from diboas.kit.errors import DomainError
-from diboas.providers.payments import PaymentStatus
+from diboas.providers.payments import PaymentError, PaymentResult, PaymentStatus
 from diboas.providers.stripe_payments import StripeError, StripePayments
 
 log = structlog.get_logger(__name__)
@@ -38,6 +37,13 @@ class WebhookRefusedError(DomainError):
 
     status_code = 400
     code = "webhook_refused"
+
+
+class WebhookDeferredError(DomainError):
+    """The event could not be acted on now; its sender retries it."""
+
+    status_code = 503
+    code = "provider_unavailable"
 
 
 class WebhooksNotConfiguredError(DomainError):
@@ -62,41 +68,46 @@ async def stripe_webhook(
         webhook_secret=settings.stripe_webhook_secret.get_secret_value(),
     )
     try:
-        event = verifier.verify_webhook(await request.body(), stripe_signature)
-    except StripeError as exc:
-        log.warning("stripe webhook refused", reason=exc.code)
-        raise WebhookRefusedError(
-            "the webhook could not be verified", details={"reason": exc.code}
-        ) from exc
+        try:
+            event = verifier.verify_webhook(await request.body(), stripe_signature)
+        except StripeError as exc:
+            log.warning("stripe webhook refused", reason=exc.code)
+            raise WebhookRefusedError(
+                "the webhook could not be verified", details={"reason": exc.code}
+            ) from exc
+        outcome = "ignored"
+        if event.type in _SETTLING:
+            # Events arrive late, twice and out of order: act on the payment as Stripe has it
+            # now, not on the event's snapshot of it (a stale "failed" after a success, say).
+            try:
+                payment = await verifier.status(event.object_id)
+            except PaymentError as exc:
+                # Not acknowledged: Stripe delivers the event again later.
+                raise WebhookDeferredError(
+                    "Stripe could not be asked about the payment",
+                    details={"reason": getattr(exc, "code", "provider_error")},
+                ) from exc
+            if payment.status is not PaymentStatus.PENDING:
+                outcome = await db.run(lambda s: _settle(s, payment, event.id))
     finally:
         await verifier.aclose()
-    outcome = "ignored"
-    payment = event.payment
-    if (
-        event.type in _SETTLING
-        and payment is not None
-        and payment.status is not PaymentStatus.PENDING
-    ):
-
-        async def settle(session: Any) -> str:
-            transaction_id = await repository.transaction_id_for_provider_reference(
-                session, "stripe", payment.reference
-            )
-            if transaction_id is None:
-                return "unknown_payment"
-            transaction = await repository.get_transaction(session, transaction_id)
-            if transaction is None or transaction.type != "deposit":
-                return "ignored"
-            if payment.amount != transaction.amount or payment.currency != transaction.asset:
-                log.error(
-                    "stripe amount differs from the deposit", transaction_id=str(transaction_id)
-                )
-                return "amount_mismatch"
-            closed = await settlement.finish_deposit(
-                session, transaction_id, payment, source=f"webhook:{event.id}"
-            )
-            return "settled" if closed is not None else "already_settled"
-
-        outcome = await db.run(settle)
     log.info("stripe webhook", event_id=event.id, event_type=event.type, outcome=outcome)
     return JSONResponse({"received": True, "outcome": outcome})
+
+
+async def _settle(session: AsyncSession, payment: PaymentResult, event_id: str) -> str:
+    transaction_id = await repository.transaction_id_for_provider_reference(
+        session, "stripe", payment.reference
+    )
+    if transaction_id is None:
+        return "unknown_payment"  # the job that made it will learn the outcome itself
+    transaction = await repository.get_transaction(session, transaction_id)
+    if transaction is None or transaction.type != "deposit":
+        return "ignored"
+    if payment.amount != transaction.amount or payment.currency != transaction.asset:
+        log.error("stripe amount differs from the deposit", transaction_id=str(transaction_id))
+        return "amount_mismatch"
+    closed = await settlement.finish_deposit(
+        session, transaction_id, payment, source=f"webhook:{event_id}"
+    )
+    return "settled" if closed is not None else "already_settled"

@@ -73,6 +73,11 @@ _ZERO_DECIMAL = frozenset(
 )
 _THREE_DECIMAL = frozenset(["bhd", "jod", "kwd", "omr", "tnd"])
 
+_WAITING_FOR = {
+    "requires_action": "The customer must authenticate the payment (3-D Secure).",
+    "requires_confirmation": "The payment was created but never confirmed.",
+}
+
 # Stripe's clock and ours may differ a little: look a minute further back.
 _CLOCK_SKEW_SECONDS = 60
 
@@ -368,8 +373,10 @@ def _payment(intent: stripe.PaymentIntent) -> PaymentResult:
     if status == "succeeded":
         return PaymentResult(intent.id, PaymentStatus.SUCCEEDED, amount, currency)
     if status in _PENDING:
-        code = "requires_action" if status == "requires_action" else None
-        message = "The customer must authenticate the payment (3-D Secure)." if code else None
+        # Two waits are not Stripe's to end: the customer's authentication, and our own
+        # confirmation (a charge whose confirm never went out; sending it again finishes it).
+        code = status if status in ("requires_action", "requires_confirmation") else None
+        message = _WAITING_FOR.get(status)
         return PaymentResult(intent.id, PaymentStatus.PENDING, amount, currency, code, message)
     # Stripe leaves out some empty fields (and localstripe more of them): read with getattr(…, None).
     error = getattr(intent, "last_payment_error", None)

@@ -214,7 +214,7 @@ async def resend(session: AsyncSession, transaction_id: uuid.UUID, *, job: str) 
         transaction.created_at,
         _state(transaction),
         SagaState.AMBIGUOUS,
-        reason="the provider never received the request; sending it again",
+        reason="the provider has not (fully) received the request; sending it again",
     )
     await stage(session, job, {"transaction_id": str(transaction_id)})
 
