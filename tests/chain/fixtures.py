@@ -20,7 +20,8 @@ from eth_account.signers.local import LocalAccount
 from diboas.chain.anvil import DEV_MNEMONIC, AnvilNode, AnvilUnavailableError
 from diboas.chain.artifacts import CHAIN_TOOLS_DIR, UNISWAP_CONTRACTS, load, project_abis
 from diboas.chain.deploy import Deployment, deploy_all
-from diboas.providers.chain import ErrorDecoder, Web3Chain
+from diboas.providers.chain import ErrorDecoder
+from diboas.providers.chain_web3 import Web3Chain
 
 Account.enable_unaudited_hdwallet_features()
 

@@ -8,7 +8,8 @@ from eth_account.signers.local import LocalAccount
 from web3 import AsyncWeb3
 
 from diboas.chain.artifacts import load
-from diboas.providers.chain import TxReceipt, Web3Chain
+from diboas.providers.chain import TxReceipt
+from diboas.providers.chain_web3 import Web3Chain
 
 
 def encode(contract: str, function: str, *args: Any) -> str:

@@ -15,8 +15,8 @@ from diboas.providers.chain import (
     ChainRevertedError,
     ChainTransactionError,
     ChainUnavailableError,
-    Web3Chain,
 )
+from diboas.providers.chain_web3 import Web3Chain
 from diboas.providers.resilience import RetryPolicy, call
 from tests.chain.helpers import encode, mint_usdc, send_usdc
 

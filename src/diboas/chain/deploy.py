@@ -10,7 +10,8 @@ from eth_abi.abi import encode as abi_encode
 from eth_account.signers.local import LocalAccount
 
 from diboas.chain.artifacts import load
-from diboas.providers.chain import ChainTransactionError, Web3Chain
+from diboas.providers.chain import ChainTransactionError
+from diboas.providers.chain_web3 import Web3Chain
 
 
 @dataclass(frozen=True, slots=True)
