@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-embedded lint bench fmt clean
+.PHONY: run test test-embedded lint bench fmt clean chromium
 
 $(STAMP): pyproject.toml requirements/runtime.txt requirements/dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,7 +30,12 @@ CHAIN_STAMP := tools/chain/node_modules/.package-json-sha256
 $(CHAIN_STAMP): tools/chain/package.json tools/chain/install
 	tools/chain/install
 
-test: $(STAMP) $(LOCALSTRIPE_STAMP) $(CHAIN_STAMP)
+# Debian's Chromium for the browser tests (tests/e2e). Outside CI a machine that cannot
+# install it still runs the rest (the browser tests skip); in CI its absence fails them.
+chromium:
+	@tools/install-chromium || test "$$CI" != "true"
+
+test: $(STAMP) $(LOCALSTRIPE_STAMP) $(CHAIN_STAMP) chromium
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The database-heavy ledger tests again, against the embedded PostgreSQL even when a server URL is set.

@@ -29,11 +29,12 @@ def _api_routers() -> list[Any]:
     from diboas.compliance.endpoints import router as compliance
     from diboas.fees.endpoints import router as fees
     from diboas.identity.endpoints import router as identity
+    from diboas.investing.endpoints import router as investing
     from diboas.ledger.endpoints import router as ledger
     from diboas.market.endpoints import router as market
     from diboas.orchestration.webhooks import router as webhooks
 
-    return [identity, compliance, banking, balances, fees, market, ledger, webhooks]
+    return [identity, compliance, banking, balances, fees, market, ledger, webhooks, investing]
 
 
 def create_app(
@@ -87,6 +88,11 @@ def create_app(
     app.include_router(health_router)
     for router in _api_routers():
         app.include_router(router, prefix=API_PREFIX)
+    # The web apps (marketing at /, consumer at /app, /static): plain Starlette routes after
+    # the API's, outside /api/v1 and outside its schema (see diboas.web.routing).
+    from diboas.web import install as install_web
+
+    install_web(app, settings)
     return app
 
 

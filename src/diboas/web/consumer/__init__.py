@@ -1,0 +1,1 @@
+"""The consumer app (app.diboas.com; ``/app`` in development)."""

@@ -1,0 +1,1 @@
+"""The marketing site (diboas.com; ``/`` in development)."""

@@ -1,0 +1,52 @@
+// diBoaS pages work without this file; it only smooths a few edges.
+// Loaded as an external script (the Content-Security-Policy allows no inline script).
+"use strict";
+
+(function () {
+  // A form is sent once: the submit button is disabled while the page changes. (The server
+  // also refuses a second identical movement through the form's idempotency key.)
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (!(form instanceof HTMLFormElement)) return;
+    var question = form.getAttribute("data-confirm");
+    if (question && !window.confirm(question)) {
+      event.preventDefault();
+      return;
+    }
+    var buttons = form.querySelectorAll("button[type=submit], button:not([type])");
+    window.setTimeout(function () {
+      buttons.forEach(function (button) {
+        button.disabled = true;
+        button.setAttribute("aria-busy", "true");
+      });
+    }, 0);
+  });
+
+  // A transaction still pending or processing: ask for its status every two seconds and
+  // update the page in place (an aria-live region announces the change).
+  var live = document.querySelector("[data-status-url]");
+  if (live) {
+    var url = live.getAttribute("data-status-url");
+    var settled = ["completed", "failed", "reversed"];
+    var poll = function () {
+      fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
+        .then(function (response) { return response.ok ? response.json() : null; })
+        .then(function (body) {
+          if (!body) return;
+          if (body.status !== live.getAttribute("data-status")) {
+            live.setAttribute("data-status", body.status);
+            live.textContent = body.status;
+            live.className = "badge " + body.status;
+          }
+          if (settled.indexOf(body.status) === -1) {
+            window.setTimeout(poll, 2000);
+          } else if (body.failure_reason) {
+            var reason = document.getElementById("failure-reason");
+            if (reason) reason.textContent = body.failure_reason;
+          }
+        })
+        .catch(function () { window.setTimeout(poll, 5000); });
+    };
+    if (settled.indexOf(live.getAttribute("data-status")) === -1) window.setTimeout(poll, 2000);
+  }
+})();
