@@ -29,12 +29,11 @@ def _api_routers() -> list[Any]:
     from diboas.compliance.endpoints import router as compliance
     from diboas.fees.endpoints import router as fees
     from diboas.identity.endpoints import router as identity
-    from diboas.investing.endpoints import router as investing
     from diboas.ledger.endpoints import router as ledger
     from diboas.market.endpoints import router as market
     from diboas.orchestration.webhooks import router as webhooks
 
-    return [identity, compliance, banking, balances, fees, market, ledger, webhooks, investing]
+    return [identity, compliance, banking, balances, fees, market, ledger, webhooks]
 
 
 def create_app(
