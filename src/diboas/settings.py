@@ -128,6 +128,31 @@ class Settings(BaseSettings):
     # A trade quote locks its price (and holds the money) for this long.
     investing_quote_ttl_seconds: int = Field(default=30, ge=5)
 
+    # Chain (Ethereum JSON-RPC: an Alchemy/Infura URL, or a local anvil). Empty: no chain —
+    # DeFi runs on the deterministic sandbox protocol and no deposit watcher runs.
+    chain_rpc_url: str = ""
+    chain_rpc_timeout_seconds: float = Field(default=10.0, gt=0)
+    # A deposit is credited once its block has this many confirmations (its own included); a
+    # reorganisation shallower than this never credits twice nor credits a vanished transfer.
+    chain_confirmations: int = Field(default=12, ge=1)
+    # The USDC token watched for deposits (and the vault's asset); empty: none watched.
+    chain_usdc_address: str = ""
+    chain_watch_native: bool = True  # ether sent straight to deposit addresses
+    chain_watch_from_block: int = Field(default=0, ge=0)
+    chain_watch_batch_blocks: int = Field(default=500, ge=1)
+    # The ledger domain on-chain deposits are credited to (custody that DeFi strategies use).
+    chain_deposit_domain: Literal["banking", "investing", "defi"] = "defi"
+    # Gas limit = the node's estimate times this; sends refuse fees above the cap (None: no cap).
+    chain_gas_limit_margin: Decimal = Field(default=Decimal("1.2"), ge=1)
+    chain_max_fee_per_gas_gwei: Decimal | None = Field(default=None, gt=0)
+    # DeFi protocols on that chain (the sandbox protocol while chain_rpc_url is empty).
+    defi_vault_address: str = ""
+    defi_uniswap_router_address: str = ""
+    defi_weth_address: str = ""
+    defi_slippage_bps: int = Field(default=50, ge=0, le=5000)
+    defi_swap_deadline_seconds: int = Field(default=300, ge=10)
+    defi_sandbox_apy: Decimal = Field(default=Decimal("0.05"), ge=0, le=1)
+
     # --- limits ----------------------------------------------------------------------
     # KYC tier 1 daily limits in USD (DESIGN §4); monthly is tier1_monthly_multiple times the
     # daily figure; tier 2 is tier2_multiple times tier 1. Tier 0 moves no money.

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Awaitable, Callable, Sequence
+from decimal import Decimal
 from typing import Any, TypeVar
 
 import aiohttp
@@ -24,6 +25,7 @@ from hexbytes import HexBytes
 from web3 import AsyncHTTPProvider, AsyncWeb3
 from web3.exceptions import ContractLogicError, TimeExhausted, TransactionNotFound, Web3RPCError
 
+from diboas.chain.artifacts import project_abis
 from diboas.providers.chain import (
     NATIVE_LOG_INDEX,
     TRANSFER_TOPIC,
@@ -36,6 +38,7 @@ from diboas.providers.chain import (
     Transfer,
     TxReceipt,
 )
+from diboas.settings import Settings
 
 T = TypeVar("T")
 log = structlog.get_logger(__name__)
@@ -65,12 +68,26 @@ def _topic_address(address: str) -> str:
 class Web3Chain:
     """The JSON-RPC adapter (implements ``providers.chain.ChainRpc``)."""
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Web3Chain | None:
+        """The configured node, or None when no chain is configured (``DIBOAS_CHAIN_RPC_URL``)."""
+        if not settings.chain_rpc_url.strip():
+            return None
+        cap = settings.chain_max_fee_per_gas_gwei
+        return cls(
+            settings.chain_rpc_url.strip(),
+            timeout=settings.chain_rpc_timeout_seconds,
+            gas_limit_margin=settings.chain_gas_limit_margin,
+            max_fee_per_gas_cap=None if cap is None else int(cap * 10**9),
+            decoder=ErrorDecoder(project_abis()),
+        )
+
     def __init__(
         self,
         rpc_url: str,
         *,
         timeout: float = 10.0,
-        gas_limit_margin: float = 1.2,
+        gas_limit_margin: Decimal = Decimal("1.2"),
         max_fee_per_gas_cap: int | None = None,
         receipt_timeout: float = 60.0,
         decoder: ErrorDecoder | None = None,
@@ -162,7 +179,7 @@ class Web3Chain:
         except Web3RPCError as exc:
             raise ChainTransactionError(f"the node refused to estimate: {exc.message}") from exc
         max_fee, tip = await self.fees()
-        return GasQuote(math.ceil(gas * self.gas_limit_margin), max_fee, tip)
+        return GasQuote(math.ceil(Decimal(gas) * self.gas_limit_margin), max_fee, tip)
 
     async def send(
         self, signer: LocalAccount, *, to: str | None, data: str = "0x", value: int = 0
@@ -182,10 +199,23 @@ class Web3Chain:
         if to:
             tx["to"] = to_checksum_address(to)
         tx_hash = await self._sign_and_send(signer, tx)
-        receipt = await self.wait_for_receipt(tx_hash)
+        try:
+            receipt = await self.wait_for_receipt(tx_hash)
+        except ChainUnavailableError:
+            # Not mined (yet): the next send asks the node rather than trusting the cache.
+            self.forget_nonces(sender)
+            raise
         if receipt.status != 1:
             raise await self._mined_revert(sender, tx, receipt)
         return receipt
+
+    def forget_nonces(self, address: str | None = None) -> None:
+        """Drop cached nonces (all, or one key's) so the next send asks the node: after a
+        reorganisation, or a transaction that was never mined, the cache may run ahead."""
+        if address is None:
+            self._next_nonce.clear()
+        else:
+            self._next_nonce.pop(address, None)
 
     async def _sign_and_send(self, signer: LocalAccount, tx: dict[str, Any]) -> str:
         # The lock spans nonce choice and submission only: the next send from this key may
