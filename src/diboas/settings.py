@@ -140,6 +140,7 @@ class Settings(BaseSettings):
     chain_watch_native: bool = True  # ether sent straight to deposit addresses
     chain_watch_from_block: int = Field(default=0, ge=0)
     chain_watch_batch_blocks: int = Field(default=500, ge=1)
+    chain_scan_interval_seconds: float = Field(default=5.0, gt=0)
     # The ledger domain on-chain deposits are credited to (custody that DeFi strategies use).
     chain_deposit_domain: Literal["banking", "investing", "defi"] = "defi"
     # Gas limit = the node's estimate times this; sends refuse fees above the cap (None: no cap).

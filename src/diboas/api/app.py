@@ -25,15 +25,28 @@ API_PREFIX = "/api/v1"
 
 def _api_routers() -> list[Any]:
     from diboas.balances.endpoints import router as balances
+    from diboas.banking.admin_endpoints import router as banking_admin
     from diboas.banking.endpoints import router as banking
     from diboas.compliance.endpoints import router as compliance
     from diboas.fees.endpoints import router as fees
     from diboas.identity.endpoints import router as identity
+    from diboas.investing.endpoints import router as investing
     from diboas.ledger.endpoints import router as ledger
     from diboas.market.endpoints import router as market
     from diboas.orchestration.webhooks import router as webhooks
 
-    return [identity, compliance, banking, balances, fees, market, ledger, webhooks]
+    return [
+        identity,
+        compliance,
+        banking,
+        banking_admin,
+        balances,
+        fees,
+        market,
+        ledger,
+        webhooks,
+        investing,
+    ]
 
 
 def create_app(
