@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from diboas.banking import tasks as _banking  # noqa: F401
+from diboas.investing import tasks as _investing  # noqa: F401
 from diboas.notifications import email as _email  # noqa: F401
 from diboas.orchestration import reconciliation as _reconciliation  # noqa: F401
 

@@ -24,7 +24,12 @@ from diboas.providers.exchange import (
 )
 from diboas.providers.exchange_ccxt import CcxtExchange
 from diboas.providers.exchange_feed import ExchangePriceFeed
-from diboas.providers.exchange_routing import NoRouteError, best_route, venue_slots
+from diboas.providers.exchange_routing import (
+    NoRouteError,
+    TooLargeForBooksError,
+    best_route,
+    venue_slots,
+)
 from diboas.providers.exchange_sandbox_server import Fault, SandboxExchangeServer, binance_urls
 from diboas.providers.market import PriceUnavailableError, SandboxPriceFeed
 from diboas.providers.resilience import (
@@ -272,9 +277,14 @@ async def test_routing_picks_the_cheapest_total_and_says_why() -> None:
     route = await best_route(venues, "BTC", Side.BUY, quote_amount=Decimal("1000.00"))
     assert route.chosen.venue == "sandbox-coinbase"
     assert route.skipped == {"sandbox-binance": "unhealthy"}
-    # Too big for every book: no route.
-    with pytest.raises(NoRouteError):
+    # Too big for every book: a 422, not an outage.
+    with pytest.raises(TooLargeForBooksError):
         await best_route(venues, "BTC", Side.BUY, quantity=Decimal("50"))
+    # Every venue down: no route (503).
+    venues.slots[0].breaker.opened_at = venues.slots[1].breaker.opened_at
+    venues.slots[0].breaker.failures = 5
+    with pytest.raises(NoRouteError):
+        await best_route(venues, "BTC", Side.BUY, quantity=Decimal("1"))
 
 
 def test_venues_come_from_settings() -> None:

@@ -40,10 +40,17 @@ BOOK_DEPTH = 50
 
 
 class NoRouteError(DomainError):
-    """No healthy venue can fill the order (all down, or the books are too thin)."""
+    """No healthy venue can fill the order now (venues down or unreachable)."""
 
     status_code = 503
     code = "no_route"
+
+
+class TooLargeForBooksError(DomainError):
+    """Every healthy venue's order book is too thin for this order: a smaller one may pass."""
+
+    status_code = 422
+    code = "insufficient_liquidity"
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,6 +223,12 @@ async def best_route(
             skipped[slot.name] = found
         else:
             costs.append(found)
+    if not costs and "insufficient liquidity" in skipped.values():
+        # A venue that answered could not fill it: too large, not a passing outage.
+        raise TooLargeForBooksError(
+            f"the order is larger than the {asset} order books can fill",
+            details={"skipped": skipped},
+        )
     if not costs:
         raise NoRouteError(f"no venue can {side.value} {asset} now", details={"skipped": skipped})
     costs.sort(key=lambda c: (c.total, c.venue))

@@ -1,0 +1,150 @@
+"""Investing request and response bodies. Amounts travel as decimal strings."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal, Self
+
+from pydantic import BaseModel, Field, Strict, StringConstraints, model_validator
+
+from diboas.kit.schemas import StrictModel
+
+Id = Annotated[uuid.UUID, Strict(False)]
+Amount = Annotated[str, Field(min_length=1, max_length=40)]
+AssetCode = Annotated[str, StringConstraints(pattern=r"^[A-Z0-9]{2,12}$"), Field(examples=["BTC"])]
+Side = Literal["buy", "sell"]
+
+
+class TradeIn(StrictModel):
+    """A trade: buy by ``amount_usd`` (what to spend, before the fee) or by ``quantity``;
+    sell by ``quantity`` (the holding goes down by exactly that; the fee is taken in USD)."""
+
+    side: Side
+    asset: AssetCode
+    amount_usd: Amount | None = None
+    quantity: Amount | None = None
+
+    @model_validator(mode="after")
+    def _one_size(self) -> Self:
+        if (self.amount_usd is None) == (self.quantity is None):
+            raise ValueError("give exactly one of amount_usd or quantity")
+        if self.side == "sell" and self.amount_usd is not None:
+            raise ValueError("a sell is by quantity")
+        return self
+
+
+class QuoteIn(TradeIn):
+    """Ask for a price-locked quote: the price holds, and the money (or the asset, for a
+    sell) is held, until ``expires_at``."""
+
+
+class OrderIn(StrictModel):
+    """Place an order: either present a ``quote_id`` (its locked price and fee are used), or
+    describe the trade (it is quoted and executed at once)."""
+
+    side: Side
+    asset: AssetCode
+    amount_usd: Amount | None = None
+    quantity: Amount | None = None
+    quote_id: Id | None = None
+
+    @model_validator(mode="after")
+    def _one_size(self) -> Self:
+        if (self.amount_usd is None) == (self.quantity is None):
+            raise ValueError("give exactly one of amount_usd or quantity")
+        if self.side == "sell" and self.amount_usd is not None:
+            raise ValueError("a sell is by quantity")
+        return self
+
+
+class RouteCostOut(BaseModel):
+    """What one venue would have cost, in USD."""
+
+    venue: str
+    fee: str
+    spread: str
+    slippage: str
+    network: str
+    total: str
+
+
+class RouteOut(BaseModel):
+    """The venue chosen and why, with every candidate's cost."""
+
+    provider: str
+    reason: str
+    candidates: list[RouteCostOut]
+    skipped: dict[str, str]
+
+
+class FeeOut(BaseModel):
+    """The fee by component, in USD."""
+
+    platform: str
+    provider: str
+    network: str
+
+
+class QuoteOut(BaseModel):
+    """A price-locked quote. For a buy, ``amount_usd`` + ``fee`` is held from the banking
+    balance; for a sell, ``quantity`` of the asset is held."""
+
+    quote_id: uuid.UUID
+    side: Side
+    asset: str
+    quantity: str
+    price: str
+    amount_usd: str
+    fee: str
+    fee_breakdown: FeeOut
+    total_usd: str
+    route: RouteOut
+    hold_id: uuid.UUID
+    status: str
+    expires_at: datetime
+
+
+class OrderOut(BaseModel):
+    """An executed order: ``id`` is its transaction (in ``GET /api/v1/transactions``),
+    ``fee`` in USD."""
+
+    id: uuid.UUID
+    order_id: uuid.UUID
+    quote_id: uuid.UUID
+    status: str
+    side: Side
+    asset: str
+    quantity: str
+    price: str
+    amount_usd: str
+    fee: str
+    fee_breakdown: FeeOut
+    total_usd: str
+    venue: str
+    route: RouteOut
+    created_at: datetime
+
+
+class HoldingOut(BaseModel):
+    """One asset held: quantity, FIFO cost basis, value and profit and loss, in USD."""
+
+    asset: str
+    quantity: str
+    cost_basis: str
+    average_cost: str | None
+    price: str
+    value_usd: str
+    unrealised_pnl: str
+    realised_pnl: str
+
+
+class PortfolioOut(BaseModel):
+    """Every asset held in Investing (and any with realised P&L), with totals."""
+
+    holdings: list[HoldingOut]
+    total_value_usd: str
+    total_cost_basis: str
+    unrealised_pnl: str
+    realised_pnl: str
+    as_of: datetime

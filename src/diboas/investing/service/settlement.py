@@ -1,0 +1,224 @@
+"""Settling a filled venue order against its quote: the ledger, the lots, the records.
+
+The user gets exactly the quote's terms (price-locked); the platform meets the venue's
+actual fill. Two entries, in the request's one transaction:
+
+1. the hold is captured — a buy's USD (amount + fee) to the platform's fee accounts and its
+   clearing account; a sell's asset to the clearing account;
+2. the trade — clearing is emptied towards the platform's external accounts (what went to
+   and came from the venue), the user's investing asset (buy) or banking USD (sell) is
+   credited, and whatever the venue's fill differed from the locked terms (the price-lock
+   residue, in USD or in the asset, gain or loss) goes to the platform's fee accounts.
+
+Per asset every entry sums to zero, so the ledger's own rules check the arithmetic.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from decimal import ROUND_HALF_EVEN, Decimal
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from diboas.banking.repository import NewTransaction, insert_transactions
+from diboas.fees.service import FEE_SHARDS
+from diboas.identity.repository import User
+from diboas.investing import repository
+from diboas.investing.repository import Order, TradeQuote
+from diboas.investing.service.quotes import USD
+from diboas.kit.ids import uuid7
+from diboas.ledger import holds
+from diboas.ledger import service as ledger
+from diboas.ledger.models import Account, AccountKind, Domain, OwnerType
+from diboas.providers.exchange import ExchangeOrder
+
+Postings = list[tuple[Account, Decimal]]
+
+
+async def _platform(session: AsyncSession, asset: str, kind: AccountKind) -> Account:
+    shard = random.randrange(FEE_SHARDS) if kind is AccountKind.FEES else 0  # noqa: S311 - load spreading
+    return await ledger.platform_account(session, asset=asset, kind=kind, shard=shard)
+
+
+async def _user(session: AsyncSession, user: User, domain: Domain, asset: str) -> Account:
+    return await ledger.customer_account(
+        session, owner_type=OwnerType.USER, owner_id=user.id, domain=domain, asset=asset
+    )
+
+
+def _add(postings: Postings, account: Account, amount: Decimal) -> None:
+    if amount != 0:
+        postings.append((account, amount))
+
+
+async def _settle_buy(
+    session: AsyncSession, user: User, quote: TradeQuote, fill: ExchangeOrder, reference: str
+) -> None:
+    clearing = await _platform(session, USD, AccountKind.CLEARING)
+    fees = await _platform(session, USD, AccountKind.FEES)
+    owed_to_venue = quote.amount_usd + quote.provider_fee
+    destinations: Postings = []
+    _add(destinations, fees, quote.platform_fee + quote.network_fee)
+    destinations.append((clearing, owed_to_venue))
+    await holds.capture_hold(
+        session, quote.hold_id, destinations=destinations, kind="investing.buy.capture"
+    )
+    paid = fill.cost + fill.fee
+    postings: Postings = [
+        (clearing, -owed_to_venue),
+        (await _platform(session, USD, AccountKind.EXTERNAL), paid),
+    ]
+    _add(postings, fees, owed_to_venue - paid)
+    postings.append((await _platform(session, quote.asset, AccountKind.EXTERNAL), -fill.quantity))
+    postings.append((await _user(session, user, Domain.INVESTING, quote.asset), quote.quantity))
+    _add(
+        postings,
+        await _platform(session, quote.asset, AccountKind.FEES),
+        fill.quantity - quote.quantity,
+    )
+    await ledger.post_entry(session, kind="investing.buy", postings=postings, reference=reference)
+
+
+async def _settle_sell(
+    session: AsyncSession, user: User, quote: TradeQuote, fill: ExchangeOrder, reference: str
+) -> None:
+    clearing = await _platform(session, quote.asset, AccountKind.CLEARING)
+    await holds.capture_hold(
+        session, quote.hold_id, destination=clearing, kind="investing.sell.capture"
+    )
+    received = fill.cost - fill.fee
+    to_user = quote.amount_usd - quote.total_fee
+    postings: Postings = [
+        (clearing, -quote.quantity),
+        (await _platform(session, quote.asset, AccountKind.EXTERNAL), fill.quantity),
+    ]
+    _add(
+        postings,
+        await _platform(session, quote.asset, AccountKind.FEES),
+        quote.quantity - fill.quantity,
+    )
+    postings.append((await _platform(session, USD, AccountKind.EXTERNAL), -received))
+    postings.append((await _user(session, user, Domain.BANKING, USD), to_user))
+    # The platform's fee and the price-lock residue, together: what is left of the proceeds.
+    _add(postings, await _platform(session, USD, AccountKind.FEES), received - to_user)
+    await ledger.post_entry(session, kind="investing.sell", postings=postings, reference=reference)
+
+
+async def _consume_lots(
+    session: AsyncSession, user: User, quote: TradeQuote, order_id: uuid.UUID
+) -> None:
+    """FIFO: the oldest lots first; proceeds (net of the fee) shared by quantity, the last
+    share taking what is left so the cents add up."""
+    left = quote.quantity
+    proceeds_left = quote.amount_usd - quote.total_fee
+    lots = await repository.open_lots(session, user.id, quote.asset, lock=True)
+    for lot in lots:
+        if left <= 0:
+            break
+        take = min(lot.remaining, left)
+        left -= take
+        cost = (
+            lot.remaining_cost
+            if take == lot.remaining
+            else _cents(lot.cost_usd * take / lot.quantity)
+        )
+        proceeds = (
+            proceeds_left
+            if left == 0
+            else _cents((quote.amount_usd - quote.total_fee) * take / quote.quantity)
+        )
+        proceeds_left -= proceeds
+        await repository.consume_lot(
+            session,
+            lot,
+            order_id=order_id,
+            user_id=user.id,
+            quantity=take,
+            cost_basis=cost,
+            proceeds=proceeds,
+        )
+
+
+def _cents(value: Decimal) -> Decimal:
+    return value.quantize(Decimal("0.01"), rounding=ROUND_HALF_EVEN)
+
+
+async def settle(
+    session: AsyncSession, user: User, quote: TradeQuote, fill: ExchangeOrder
+) -> Order:
+    """Post the trade, record order, lots and transaction, and close the quote."""
+    transaction_id = uuid7()
+    order_id = uuid7()
+    reference = f"txn:{transaction_id}"
+    if quote.side == "buy":
+        await _settle_buy(session, user, quote, fill, reference)
+    else:
+        await _settle_sell(session, user, quote, fill, reference)
+    await repository.insert_order(
+        session,
+        {
+            "id": order_id,
+            "user_id": user.id,
+            "quote_id": quote.id,
+            "transaction_id": transaction_id,
+            "side": quote.side,
+            "asset": quote.asset,
+            "quantity": quote.quantity,
+            "price": quote.price,
+            "amount_usd": quote.amount_usd,
+            "fee_usd": quote.total_fee,
+            "venue": fill.exchange,
+            "venue_order_id": fill.order_id,
+            "client_order_id": fill.client_order_id,
+            "venue_quantity": fill.quantity,
+            "venue_cost": fill.cost,
+            "venue_fee": fill.fee,
+        },
+    )
+    if quote.side == "buy":
+        await repository.open_lot(
+            session,
+            user_id=user.id,
+            asset=quote.asset,
+            order_id=order_id,
+            quantity=quote.quantity,
+            cost_usd=quote.amount_usd + quote.total_fee,
+        )
+    else:
+        await _consume_lots(session, user, quote, order_id)
+    await insert_transactions(
+        session,
+        [
+            NewTransaction(
+                id=transaction_id,
+                user_id=user.id,
+                type=quote.side,
+                status="completed",
+                domain="investing",
+                asset=USD,
+                amount=quote.amount_usd,
+                fee=quote.total_fee,
+                provider=fill.exchange,
+                hold_id=quote.hold_id,
+                quote_id=quote.id,
+                description=f"{quote.side} {quote.quantity.normalize():f} {quote.asset}",
+                metadata={
+                    "fee": {
+                        "platform": str(quote.platform_fee),
+                        "provider": str(quote.provider_fee),
+                        "network": str(quote.network_fee),
+                        "provider_name": fill.exchange,
+                    },
+                    "order_id": str(order_id),
+                    "asset": quote.asset,
+                    "quantity": str(quote.quantity),
+                    "price": str(quote.price),
+                },
+            )
+        ],
+    )
+    await repository.close_quote(session, quote.id, "executed", transaction_id)
+    order = await repository.get_order(session, order_id, user_id=user.id)
+    assert order is not None  # noqa: S101 - inserted just above
+    return order

@@ -1,0 +1,64 @@
+"""Deterministic venues for investing tests: prices the test sets, books whose first level
+sits exactly at that price (no spread), so every figure can be worked out by hand."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from diboas.market.prices import FEED_SERVICE, PRICES_SERVICE, PriceService
+from diboas.providers.exchange import SandboxExchange, VenueModel
+from diboas.providers.exchange_routing import VENUES_SERVICE
+from diboas.providers.market import SandboxAsset, SandboxPriceFeed
+from diboas.providers.resilience import CircuitBreaker, Failover, ProviderSlot, RetryPolicy
+
+AT = datetime(2026, 5, 6, 7, 8, 9, tzinfo=UTC)
+
+
+class SetPrices(SandboxPriceFeed):
+    """A sandbox feed whose prices the test sets (constant until changed)."""
+
+    def __init__(self, **prices: str) -> None:
+        super().__init__({"USD": SandboxAsset(Decimal(1))})
+        self.set(**prices)
+
+    def set(self, **prices: str) -> None:
+        for asset, price in prices.items():
+            self._assets[asset] = SandboxAsset(Decimal(price))
+
+
+def model(taker_fee: str) -> VenueModel:
+    return VenueModel(
+        half_spread=Decimal(0),
+        level_step=Decimal("0.001"),
+        levels=10,
+        level_quantity={"BTC": Decimal(1), "ETH": Decimal(10)},
+        taker_fee=Decimal(taker_fee),
+    )
+
+
+def venues(feed: SetPrices) -> Failover[Any]:
+    """Two venues on the same prices: ``cheap`` (0.1 % fee) and ``dear`` (0.6 %)."""
+    slots = [
+        ProviderSlot(
+            "dear",
+            SandboxExchange(name="dear", model=model("0.006"), feed=feed, clock=lambda: AT),
+            CircuitBreaker("dear"),
+        ),
+        ProviderSlot(
+            "cheap",
+            SandboxExchange(name="cheap", model=model("0.001"), feed=feed, clock=lambda: AT),
+            CircuitBreaker("cheap"),
+        ),
+    ]
+    return Failover(slots, policy=RetryPolicy(attempts=2, base_delay=0, timeout=5))
+
+
+def services(feed: SetPrices) -> dict[str, Any]:
+    """App services: the venues, and prices from the same feed with no cache."""
+    return {
+        VENUES_SERVICE: venues(feed),
+        FEED_SERVICE: feed,
+        PRICES_SERVICE: PriceService(feed, cache_seconds=0),
+    }
