@@ -1,0 +1,69 @@
+"""Deny by default for pages too: every web route declares who may reach it; the API's own
+route walk (and its list of public API routes) is untouched by the web apps."""
+
+from __future__ import annotations
+
+from starlette.routing import Route
+
+from diboas.api.app import create_app, iter_api_routes
+from diboas.identity.roles import ROLE_PERMISSIONS
+from diboas.settings import Settings
+from diboas.web import web_routes
+from diboas.web.assets import Assets
+from diboas.web.routing import GUEST, PUBLIC, WebRoute
+from diboas.web.templating import TEMPLATES_DIR, create_environment
+
+EXPECTED_PUBLIC = {
+    "/",
+    "/banking",
+    "/investing",
+    "/defi",
+    "/fees",
+    "/learn",
+    "/learn/{slug}",
+}
+EXPECTED_GUEST = {"/app/signup", "/app/login"}
+
+
+def _app() -> object:
+    return create_app(Settings(env="test"), database_url="postgresql://postgres@127.0.0.1:9/none")
+
+
+def test_every_web_route_declares_its_access() -> None:
+    routes = web_routes()
+    assert len(routes) > 15
+    known = set().union(*ROLE_PERMISSIONS.values()) | {PUBLIC, GUEST}
+    assert {r.path: r.access for r in routes if r.access not in known} == {}
+    assert {r.path for r in routes if r.access == PUBLIC} == EXPECTED_PUBLIC
+    assert {r.path for r in routes if r.access == GUEST} == EXPECTED_GUEST
+    # Everything under /app beyond sign-in and sign-up needs a signed-in user.
+    assert all(
+        r.access not in (PUBLIC, GUEST)
+        for r in routes
+        if r.path.startswith("/app/") and r.path not in EXPECTED_GUEST
+    )
+
+
+def test_the_app_serves_only_declared_plain_routes() -> None:
+    app = _app()
+    plain = [
+        r
+        for r in app.router.routes  # type: ignore[attr-defined]
+        if isinstance(r, Route) and type(r).__module__.startswith("diboas.web")
+    ]
+    undeclared = [
+        r.path for r in plain if not isinstance(r, WebRoute) and r.path != "/static/{name:path}"
+    ]
+    assert undeclared == []
+    api_paths = {path for path, _ in iter_api_routes(app)}  # type: ignore[arg-type]
+    assert not any(p == "/" or p.startswith(("/app", "/static", "/learn")) for p in api_paths)
+    assert "/api/v1/openapi.json" not in {r.path for r in plain}
+
+
+def test_every_template_compiles() -> None:
+    env = create_environment(Assets())
+    names = [p.relative_to(TEMPLATES_DIR).as_posix() for p in TEMPLATES_DIR.rglob("*.html")]
+    assert len(names) > 15
+    for name in names:
+        env.get_template(name)  # raises on a syntax error
+    assert env.from_string("{{ x }}").render(x="<b>") == "&lt;b&gt;"
