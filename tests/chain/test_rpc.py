@@ -142,3 +142,39 @@ async def test_node_restarted_mid_session_recovers(tmp_path) -> None:  # type: i
     finally:
         node.stop()
         await adapter.close()
+
+
+async def test_a_transaction_reverted_when_mined_is_the_same_error_with_its_hash(
+    chain: Web3Chain, deployer: LocalAccount, deployment: Deployment
+) -> None:
+    # Two transfers of the whole balance, both estimated against the same state, then mined
+    # in one block: the second reverts on chain, after its gas was paid.
+    owner: LocalAccount = Account.create()
+    first, second = Account.create().address, Account.create().address
+    await chain.send(deployer, to=owner.address, value=ONE_ETHER)
+    await mint_usdc(chain, deployer, deployment.usdc, owner.address, 10_000_000)
+    await chain.rpc("evm_setAutomine", [False])
+    try:
+        sends = [
+            asyncio.create_task(send_usdc(chain, owner, deployment.usdc, to, 10_000_000))
+            for to in (first, second)
+        ]
+        while not any(s.done() for s in sends):
+            status = await chain.rpc("txpool_status")
+            if int(status["pending"], 16) >= 2:
+                break
+            await asyncio.sleep(0.01)
+        await chain.rpc("evm_mine")
+        results = await asyncio.gather(*sends, return_exceptions=True)
+    finally:
+        await chain.rpc("evm_setAutomine", [True])
+    reverted = [r for r in results if isinstance(r, ChainRevertedError)]
+    assert len(reverted) == 1, results
+    assert reverted[0].tx_hash  # it was mined: the error names the transaction
+    assert reverted[0].error_name == "InsufficientBalance"
+    mined = await chain.receipt(reverted[0].tx_hash)
+    assert mined is not None
+    assert mined.status == 0
+    assert mined.fee_wei > 0
+    received = [await chain.token_balance(deployment.usdc, to) for to in (first, second)]
+    assert sorted(received) == [0, 10_000_000]

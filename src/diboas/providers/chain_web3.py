@@ -173,7 +173,8 @@ class Web3Chain:
         if to:
             tx["to"] = to_checksum_address(to)
         try:
-            gas = int(await self._rpc(lambda: self.w3.eth.estimate_gas(tx)))  # type: ignore[arg-type]
+            # Against the latest mined state: every step waits for the previous one's receipt.
+            gas = int(await self._rpc(lambda: self.w3.eth.estimate_gas(tx, "latest")))  # type: ignore[arg-type]
         except ContractLogicError as exc:
             raise self.decoder.revert(exc.data, exc.message) from exc
         except Web3RPCError as exc:
@@ -260,10 +261,11 @@ class Web3Chain:
     async def _mined_revert(
         self, sender: str, tx: dict[str, Any], receipt: TxReceipt
     ) -> ChainRevertedError:
-        # A receipt has no revert data: replaying the call at its block recovers the reason.
+        # A receipt has no revert data: replaying the call on its block's state (where the
+        # reverted transaction changed nothing) recovers the reason.
         call = {"from": sender, "to": tx.get("to"), "data": tx["data"], "value": tx["value"]}
         try:
-            await self.w3.eth.call(call, receipt.block_number - 1)  # type: ignore[arg-type]
+            await self.w3.eth.call(call, receipt.block_number)  # type: ignore[arg-type]
         except ContractLogicError as exc:
             return self.decoder.revert(exc.data, exc.message, receipt.tx_hash)
         except Exception as exc:  # noqa: BLE001 - the reason is a courtesy; the revert is certain
