@@ -5,6 +5,7 @@ venue's 0.1 % — routing picks it over the dear venue's 0.6 %)."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from decimal import Decimal
@@ -19,7 +20,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from diboas.api.app import create_app
 from diboas.db.engine import SessionFactory
 from diboas.db.urls import plain_url
+from diboas.investing.service import venues_for
 from diboas.ledger.verify import verify_ledger
+from diboas.providers.exchange import SandboxExchange
+from diboas.providers.exchange_sandbox_server import SandboxExchangeServer
 from tests.api.conftest import Mailbox, _client, settings_for_tests
 from tests.banking.helpers import API, balance, customer, fund, transaction_count
 from tests.investing.helpers import SetPrices, services
@@ -372,3 +376,91 @@ async def test_the_default_sandbox_venues_quote_and_fill(
         }
         assert await balance(engine, ada["id"]) == Decimal("398.90")
         assert Decimal(body["quantity"]) > 0
+
+
+async def test_two_requests_racing_for_one_quote_trade_it_once(
+    client: httpx.AsyncClient, engine: AsyncEngine, sessions: SessionFactory
+) -> None:
+    ada = await _funded(client, engine, sessions, "300.00")
+    quote = (
+        await client.post(
+            QUOTES,
+            headers=ada["headers"],
+            json={"side": "buy", "asset": "BTC", "amount_usd": "100.00"},
+        )
+    ).json()
+    body = {"side": "buy", "asset": "BTC", "amount_usd": "100.00", "quote_id": quote["quote_id"]}
+    first, second = await asyncio.gather(
+        client.post(ORDERS, headers=ada["headers"], json=body),
+        client.post(ORDERS, headers=ada["headers"], json=body),
+    )
+    assert sorted([first.status_code, second.status_code]) == [201, 409]
+    assert await balance(engine, ada["id"]) == Decimal("198.90")  # 300 − 100 − 1.00 − 0.10
+    assert await _investing(engine, ada["id"]) == Decimal("0.002")
+
+
+async def test_trading_through_ccxt_binance_against_the_sandbox_server(
+    database_url: URL, mailbox: tuple[Mailbox, int], engine: AsyncEngine, sessions: SessionFactory
+) -> None:
+    # The settings path a deployment uses: venue "binance" (ccxt) with its API URL pointed at
+    # the Binance-shaped sandbox server, signed with the configured key and secret.
+    server = SandboxExchangeServer(SandboxExchange.venue("sandbox-binance"), "k-1", "s-1")
+    await server.start()
+    settings = settings_for_tests(
+        mailbox[1],
+        exchange_venues="binance",
+        exchange_binance_api_key="k-1",
+        exchange_binance_secret="s-1",
+        exchange_binance_api_url=server.base_url,
+    )
+    app = create_app(settings, database_url=plain_url(database_url))
+    try:
+        async for through_ccxt in _client(app):
+            ada = await _funded(through_ccxt, engine, sessions, "500.00")
+            bought = await through_ccxt.post(
+                ORDERS,
+                headers=ada["headers"],
+                json={"side": "buy", "asset": "ETH", "quantity": "0.05"},
+            )
+            assert bought.status_code == 201, bought.text
+            assert bought.json()["venue"] == "binance"
+            sold = await through_ccxt.post(
+                ORDERS,
+                headers=ada["headers"],
+                json={"side": "sell", "asset": "ETH", "quantity": "0.02"},
+            )
+            assert sold.status_code == 201, sold.text
+            assert await _investing(engine, ada["id"], "ETH") == Decimal("0.03")
+            await venues_for(app.state.services, settings).slots[0].implementation.close()
+    finally:
+        await server.stop()
+    assert "POST /api/v3/order" in server.requests
+    assert len(server.engine.orders) == 2
+    async with engine.connect() as conn:
+        report = await verify_ledger(conn)
+    assert report.ok, report.summary()
+
+
+async def test_the_fee_service_quotes_a_trade_on_the_cheapest_route(
+    client: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
+    ada = await customer(client, engine)
+    response = await client.post(
+        f"{API}/fees/quote",
+        headers=ada["headers"],
+        json={"operation": "buy", "amount": "1000.00", "currency": "USD", "trade_asset": "BTC"},
+    )
+    assert response.status_code == 201, response.text
+    quote = response.json()
+    assert quote["total_fee"] == "11.00"
+    assert quote["breakdown"] == {"platform": "10.00", "provider": "1.00", "network": "0.00"}
+    assert quote["provider"] == "cheap" and quote["route"]["provider"] == "cheap"
+    assert quote["route"]["reason"].startswith("lowest total cost on cheap: 1.00 USD")
+    assert "dear 6.00 USD" in quote["route"]["reason"]
+    for bad in (
+        {"operation": "deposit", "amount": "10.00", "currency": "USD", "trade_asset": "BTC"},
+        {"operation": "buy", "amount": "10.00", "currency": "USD", "trade_asset": "DOGE"},
+        {"operation": "sell", "amount": "10.00", "currency": "EUR", "trade_asset": "BTC"},
+    ):
+        refused = await client.post(f"{API}/fees/quote", headers=ada["headers"], json=bad)
+        assert refused.status_code == 422, (bad, refused.text)

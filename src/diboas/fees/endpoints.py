@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from decimal import Decimal
+
+from fastapi import APIRouter, Request, Response
 
 from diboas.api.deps import DatabaseDep, SettingsDep
 from diboas.fees import schedule
 from diboas.fees.schemas import QuoteIn, QuoteOut, ScheduleRowOut
 from diboas.identity.dependencies import CurrentCaller, public, requires
+from diboas.investing.service import venues_for
+from diboas.investing.service.quotes import trade_route
 from diboas.observability.metrics import FEE_QUOTES
 
 router = APIRouter(tags=["fees"])
@@ -21,9 +25,17 @@ _SCHEDULE_CACHE = "public, max-age=60"
     "/fees/quote", status_code=201, dependencies=[requires("fees:quote")], summary="Quote a fee"
 )
 async def quote(
-    body: QuoteIn, caller: CurrentCaller, db: DatabaseDep, settings: SettingsDep
+    body: QuoteIn, caller: CurrentCaller, db: DatabaseDep, settings: SettingsDep, request: Request
 ) -> QuoteOut:
-    """The fee a movement would be charged, held for ``fee_quote_ttl_seconds``."""
+    """The fee a movement would be charged, held for ``fee_quote_ttl_seconds``. A buy or
+    sell naming its ``trade_asset`` is routed to the cheapest healthy exchange."""
+    route, route_fee = None, Decimal(0)
+    if body.trade_asset is not None:
+        # Asked before the transaction: no connection is held while the venues answer.
+        venues = venues_for(request.app.state.services, settings)
+        route, route_fee = await trade_route(
+            venues, body.operation, body.trade_asset, body.denomination, body.amount
+        )
     issued = await db.run(
         lambda s: schedule.request_quote(
             s,
@@ -33,6 +45,8 @@ async def quote(
             amount=body.amount,
             currency=body.denomination,
             method=body.method,
+            route=route,
+            route_fee=route_fee,
         )
     )
     FEE_QUOTES.labels(body.operation).inc()

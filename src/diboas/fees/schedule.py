@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -161,10 +162,13 @@ async def request_quote(
     amount: str,
     currency: str,
     method: str | None = None,
+    route: dict[str, Any] | None = None,
+    route_fee: Decimal = Decimal(0),
 ) -> IssuedQuote:
     """Validate a quote request against the assets and the schedule, then quote it.
 
-    ``amount`` is the request's decimal string, parsed at the currency's scale.
+    ``amount`` is the request's decimal string, parsed at the currency's scale. ``route`` is
+    a provider route chosen beforehand (``provider``, ``reason``), ``route_fee`` its fee.
     """
     scale, rows = await quote_basis(session, operation=operation, currency=currency)
     value = parse_amount(amount, scale)
@@ -177,5 +181,7 @@ async def request_quote(
         amount=value,
         currency=currency,
         method=method,
+        route=route,
+        route_fee=route_fee,
     )
     return IssuedQuote(quote, scale)

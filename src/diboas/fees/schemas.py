@@ -32,11 +32,16 @@ class QuoteIn(StrictModel):
     currency: AssetCode | None = None
     asset: AssetCode | None = None
     method: Text(32) | None = None  # type: ignore[valid-type]
+    # For a buy or sell: the crypto asset traded. The quote then ranks the exchanges by total
+    # cost for this amount and adds the chosen venue's fee (DESIGN §1, cheapest healthy route).
+    trade_asset: AssetCode | None = None
 
     @model_validator(mode="after")
     def _exactly_one_denomination(self) -> QuoteIn:
         if (self.currency is None) == (self.asset is None):
             raise ValueError("give exactly one of currency or asset")
+        if self.trade_asset is not None and self.operation not in ("buy", "sell"):
+            raise ValueError("trade_asset is for buy and sell quotes")
         return self
 
     @property

@@ -143,8 +143,15 @@ async def create_quote(
     amount: Decimal,
     currency: str,
     method: str | None = None,
+    route: dict[str, Any] | None = None,
+    route_fee: Decimal = Decimal(0),
 ) -> Quote:
-    """Quote a movement's fee; the quote holds for ``fee_quote_ttl_seconds``."""
+    """Quote a movement's fee; the quote holds for ``fee_quote_ttl_seconds``.
+
+    ``route`` is a chosen provider route (``provider``, ``reason``) whose own fee,
+    ``route_fee``, is added to the provider component.
+    """
+    provider = DEFAULT_PROVIDER if route is None else str(route["provider"])
     fee = await compute(
         session,
         operation=operation,
@@ -152,9 +159,14 @@ async def create_quote(
         currency=currency,
         method=method,
         tier=user.kyc_tier,
+        provider=provider,
     )
+    if route_fee:
+        fee = FeeBreakdown(
+            currency, fee.platform, fee.provider + route_fee, fee.network, fee.provider_name
+        )
     quote_id = uuid.uuid4()
-    route = {
+    route = route or {
         "provider": fee.provider_name,
         "reason": "the only healthy provider for this operation",
     }

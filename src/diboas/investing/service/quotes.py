@@ -190,3 +190,17 @@ async def lock_quote(
         "expires_at": expires_at,
     }
     return await repository.insert_quote(session, values)
+
+
+async def trade_route(
+    venues: Failover[Exchange], operation: str, asset: str, currency: str, amount: str
+) -> tuple[dict[str, Any], Decimal]:
+    """For the fee service: the cheapest healthy venue for a USD-sized buy or sell of
+    ``asset``, as a route (provider, reason, every candidate's cost) and that venue's fee."""
+    if currency != USD:
+        raise UnsupportedAssetError(
+            "a trade's fee is quoted in USD", details={"field": "currency", "supported": [USD]}
+        )
+    request = parse_trade(venues, side=operation, asset=asset, amount_usd=amount, quantity=None)
+    route = await best_route(venues, asset, Side(operation), quote_amount=request.amount_usd)
+    return route.as_dict(), route.chosen.fee.quantize(USD_CENT, rounding=ROUND_UP)
