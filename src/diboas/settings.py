@@ -153,6 +153,9 @@ class Settings(BaseSettings):
     defi_slippage_bps: int = Field(default=50, ge=0, le=5000)
     defi_swap_deadline_seconds: int = Field(default=300, ge=10)
     defi_sandbox_apy: Decimal = Field(default=Decimal("0.05"), ge=0, le=1)
+    # Development chains: with no vault address configured, `diboas run` deploys the contracts
+    # (and seeds a Uniswap pool) with this key and keeps their addresses under data_dir/chain.
+    chain_deployer_key: SecretStr | None = None
 
     # --- limits ----------------------------------------------------------------------
     # KYC tier 1 daily limits in USD (DESIGN §4); monthly is tier1_monthly_multiple times the

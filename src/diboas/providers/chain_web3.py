@@ -137,6 +137,11 @@ class Web3Chain:
         checksum = to_checksum_address(address)
         return int(await self._rpc(lambda: self.w3.eth.get_balance(checksum)))
 
+    async def code_at(self, address: str) -> bytes:
+        """The contract code at ``address`` (empty for an account without code)."""
+        checksum = to_checksum_address(address)
+        return bytes(await self._rpc(lambda: self.w3.eth.get_code(checksum)))
+
     async def token_balance(self, token: str, address: str) -> int:
         selector = function_signature_to_4byte_selector("balanceOf(address)")
         data = _hex(selector) + _topic_address(address)[2:]
