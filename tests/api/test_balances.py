@@ -100,6 +100,7 @@ async def test_money_in_several_domains_with_held_funds(
         "available": "379.50",
         "held": "120.50",
         "value_usd": "500.00",
+        "owed": "0.00",
     }
     assert rows[("investing", "ETH")]["available"] == "2.000000000000000001"
     assert rows[("defi", "USDC")]["available"] == "99.999999"

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from diboas.balances.service import BalanceSheet
 from diboas.kit.money import format_amount
@@ -36,6 +36,9 @@ class AssetBalanceOut(BaseModel):
     available: str
     held: str
     value_usd: str
+    owed: str = Field(
+        default="0", description="Owed to the platform after a reversal (the account is frozen)"
+    )
 
 
 class BalancesOut(BaseModel):
@@ -71,6 +74,7 @@ class BalancesOut(BaseModel):
                     available=format_amount(a.available, a.scale),
                     held=format_amount(a.held, a.scale),
                     value_usd=usd(a.value_usd),
+                    owed=format_amount(a.owed, a.scale),
                 )
                 for a in sheet.assets
             ],

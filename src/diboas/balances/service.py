@@ -41,6 +41,7 @@ class AssetBalance:
     available: Decimal
     held: Decimal
     value_usd: Decimal
+    owed: Decimal = _ZERO  # what the user owes after a reversal took back spent money (>= 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +71,8 @@ def usd_value(amount: Decimal, price: Decimal) -> Decimal:
 
 
 def value(snap: Snapshot, prices: Mapping[str, Decimal]) -> BalanceSheet:
-    """Pivot the accounts to (domain, asset) rows with available and held, and value them."""
+    """Pivot the accounts to (domain, asset) rows with available, held and owed, and value
+    them (net of what is owed)."""
     pairs: dict[tuple[str, str], dict[str, Decimal]] = {}
     scales: dict[str, int] = {}
     for account in snap.accounts:
@@ -84,9 +86,10 @@ def value(snap: Snapshot, prices: Mapping[str, Decimal]) -> BalanceSheet:
         kinds = pairs[(domain, asset)]
         available = kinds.get(AccountKind.AVAILABLE.value, _ZERO)
         held = kinds.get(AccountKind.HELD.value, _ZERO)
-        amount = available + held
+        owed = -kinds.get(AccountKind.OWED.value, _ZERO)
+        amount = available + held - owed  # a debt counts against what the user is worth
         worth = _ZERO.quantize(_CENT) if amount == 0 else usd_value(amount, prices[asset])
-        assets.append(AssetBalance(domain, asset, scales[asset], available, held, worth))
+        assets.append(AssetBalance(domain, asset, scales[asset], available, held, worth, owed))
         domains[domain] += worth
     return BalanceSheet(
         as_of=snap.at,

@@ -54,3 +54,17 @@ class InvalidCursorError(InvalidRequestError):
     """A pagination cursor this API did not hand out."""
 
     code = "invalid_cursor"
+
+
+class AccountFrozenError(DomainError):
+    """The customer owes the platform (a reversal took back money already spent): no money
+    leaves until the debt is paid; incoming money pays it first."""
+
+    status_code = 403
+    code = "account_frozen"
+
+
+class NotReversibleError(ConflictError):
+    """Only a completed deposit can be refunded or reversed."""
+
+    code = "not_reversible"

@@ -402,3 +402,30 @@ async def remove_bank_account(
         {"id": bank_account_id, "user_id": user_id},
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+_OWED = text("""
+    SELECT b.balance FROM accounts a JOIN balances b ON b.account_id = a.id
+     WHERE a.owner_type = 'user' AND a.owner_id = :user_id AND a.domain = 'banking'
+       AND a.asset = :asset AND a.kind = 'owed' AND a.shard = 0
+""")
+
+
+async def owed(session: AsyncSession, user_id: uuid.UUID, asset: str) -> Decimal:
+    """The balance of the customer's debt account (zero or negative; zero if it has none)."""
+    value = (await session.execute(_OWED, {"user_id": user_id, "asset": asset})).scalar()
+    return Decimal(0) if value is None else Decimal(value)
+
+
+_REVERSED = text("""
+    SELECT coalesce(sum(amount), 0) FROM transactions
+     WHERE user_id = :user_id AND type = 'reversal' AND related_transaction_id = :id
+""")
+
+
+async def reversed_total(session: AsyncSession, deposit: Transaction) -> Decimal:
+    """How much of a deposit has been reversed so far (refunds, chargebacks, returns)."""
+    value = (
+        await session.execute(_REVERSED, {"user_id": deposit.user_id, "id": deposit.id})
+    ).scalar_one()
+    return Decimal(value)

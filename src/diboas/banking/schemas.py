@@ -163,3 +163,10 @@ class BankAccountOut(BaseModel):
     account_number_masked: str
     status: str
     created_at: datetime
+
+
+class RefundIn(StrictModel):
+    """Refund a completed card deposit to the card: all of it, or ``amount`` of it."""
+
+    amount: Amount | None = None
+    reason: Annotated[str, StringConstraints(min_length=3, max_length=500)]

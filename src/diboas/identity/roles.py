@@ -38,9 +38,18 @@ ROLE_PERMISSIONS: dict[Role, frozenset[str]] = {
     Role.CUSTOMER: _OWN_MONEY,
     Role.BUSINESS_MEMBER: _OWN_MONEY | {"business:read"},
     Role.BUSINESS_ADMIN: _OWN_MONEY | {"business:read", "business:manage"},
-    # Support helps customers; it reads and reviews identities, it does not move money.
+    # Support helps customers: it reads and reviews identities and refunds card deposits to
+    # their card; it moves no other money.
     Role.SUPPORT: frozenset(
-        {"profile:read", "sessions:manage", "market:read", "audit:read", "users:read", "kyc:review"}
+        {
+            "profile:read",
+            "sessions:manage",
+            "market:read",
+            "audit:read",
+            "users:read",
+            "kyc:review",
+            "payments:refund",
+        }
     ),
     Role.ADMIN: _OWN_MONEY
     | {
@@ -48,6 +57,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[str]] = {
         "users:read",
         "users:manage",
         "admin:ledger",
+        "payments:refund",
         "business:read",
         "business:manage",
         "kyc:review",

@@ -47,6 +47,17 @@ _BALANCE = text("""
     SELECT account_id, asset, balance, posting_count FROM balances WHERE account_id = :id
 """)
 
+_LOCK_BALANCE = text("SELECT balance FROM balances WHERE account_id = :id FOR UPDATE")
+
+# An entry's postings by the entry's reference (entries_reference index, then postings_entry).
+_ENTRY_POSTINGS = text("""
+    SELECT p.account_id, p.amount
+      FROM entries e
+      JOIN postings p ON p.entry_id = e.id AND p.created_at = e.created_at
+     WHERE e.reference = :reference
+     ORDER BY p.account_id
+""")
+
 # The newest posting at or before the instant: one index probe on the postings primary key.
 _BALANCE_AS_OF = text("""
     SELECT balance_after FROM postings
@@ -152,6 +163,19 @@ async def balance(session: AsyncSession, account_id: int) -> Balance:
         balance=row.balance,
         posting_count=row.posting_count,
     )
+
+
+async def locked_balance(session: AsyncSession, account_id: int) -> Decimal:
+    """An account's balance, its row locked until the transaction ends (so what is read is
+    what a posting in the same transaction will meet)."""
+    value = (await session.execute(_LOCK_BALANCE, {"id": account_id})).scalar_one()
+    return Decimal(value)
+
+
+async def entry_postings(session: AsyncSession, reference: str) -> list[tuple[int, Decimal]]:
+    """The (account id, signed amount) postings of the entries carrying ``reference``."""
+    rows = await session.execute(_ENTRY_POSTINGS, {"reference": reference})
+    return [(int(row.account_id), Decimal(row.amount)) for row in rows]
 
 
 async def balance_as_of(session: AsyncSession, account_id: int, at: datetime) -> Decimal:

@@ -32,6 +32,8 @@ from diboas.observability.metrics import LEDGER_ENTRIES
 open_account = repository.open_account
 get_account = repository.get_account
 balance = repository.balance
+locked_balance = repository.locked_balance
+entry_postings = repository.entry_postings
 
 
 async def platform_account(

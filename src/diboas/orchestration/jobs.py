@@ -48,6 +48,33 @@ class JobSpec:
 
 REGISTRY: dict[str, JobSpec] = {}
 
+PeriodicHandler = Callable[[JobContext], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class PeriodicSpec:
+    """Work every worker does every ``every(settings)`` seconds (it must be idempotent:
+    several workers may run it at the same time)."""
+
+    name: str
+    handler: PeriodicHandler
+    every: Callable[[Settings], float]
+
+
+PERIODIC: dict[str, PeriodicSpec] = {}
+
+
+def periodic(
+    name: str, *, every: Callable[[Settings], float]
+) -> Callable[[PeriodicHandler], PeriodicHandler]:
+    """Register idempotent work the worker repeats (polling a provider's reports, say)."""
+
+    def register(handler: PeriodicHandler) -> PeriodicHandler:
+        PERIODIC[name] = PeriodicSpec(name, handler, every)
+        return handler
+
+    return register
+
 
 def job(
     name: str, *, max_attempts: int = 8, concurrency_limit: int = 0

@@ -1,5 +1,7 @@
 """Provider webhooks: verified by signature, processed idempotently.
 
+A dispute (chargeback) reverses the deposit it names (``banking.service.reversals``), once.
+
 ``POST /api/v1/webhooks/stripe``: Stripe signs each event with the endpoint's secret; an event
 that fails verification is refused (400) and changes nothing. A PaymentIntent that succeeded or
 failed settles its deposit at once — through the same settlement the polling job uses, which
@@ -18,11 +20,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from diboas.api.deps import DatabaseDep, SettingsDep
 from diboas.banking import repository
-from diboas.banking.service import settlement
+from diboas.banking.service import reversals, settlement
+from diboas.banking.service.reversals import Reversal
 from diboas.identity.dependencies import public
 from diboas.kit.errors import DomainError
 from diboas.providers.payments import PaymentError, PaymentResult, PaymentStatus
-from diboas.providers.stripe_payments import StripeError, StripePayments
+from diboas.providers.stripe_payments import Dispute, StripeError, StripePayments
 
 log = structlog.get_logger(__name__)
 router = APIRouter(tags=["webhooks"])
@@ -30,6 +33,11 @@ router = APIRouter(tags=["webhooks"])
 _SETTLING = frozenset(
     {"payment_intent.succeeded", "payment_intent.payment_failed", "payment_intent.canceled"}
 )
+
+
+# The cardholder's bank takes the money when a dispute opens (funds_withdrawn follows
+# created; both name the dispute, which is reversed once).
+_DISPUTED = frozenset({"charge.dispute.created", "charge.dispute.funds_withdrawn"})
 
 
 class WebhookRefusedError(DomainError):
@@ -76,7 +84,10 @@ async def stripe_webhook(
                 "the webhook could not be verified", details={"reason": exc.code}
             ) from exc
         outcome = "ignored"
-        if event.type in _SETTLING:
+        if event.type in _DISPUTED and event.dispute is not None:
+            dispute = event.dispute
+            outcome = await db.run(lambda s: _charge_back(s, dispute))
+        elif event.type in _SETTLING:
             # Events arrive late, twice and out of order: act on the payment as Stripe has it
             # now, not on the event's snapshot of it (a stale "failed" after a success, say).
             try:
@@ -111,3 +122,22 @@ async def _settle(session: AsyncSession, payment: PaymentResult, event_id: str) 
         session, transaction_id, payment, source=f"webhook:{event_id}"
     )
     return "settled" if closed is not None else "already_settled"
+
+
+async def _charge_back(session: AsyncSession, dispute: Dispute) -> str:
+    deposit_id = await repository.transaction_id_for_provider_reference(
+        session, "stripe", dispute.payment_reference
+    )
+    if deposit_id is None:
+        return "unknown_payment"
+    done = await reversals.reverse_deposit(
+        session,
+        Reversal(
+            deposit_id=deposit_id,
+            amount=dispute.amount,
+            reference=dispute.id,
+            reason_code="chargeback",
+            reason=f"Card payment disputed by the cardholder ({dispute.reason}).",
+        ),
+    )
+    return "reversed" if done is not None else "already_reversed"

@@ -18,7 +18,7 @@ from pgqueuer.queries import Queries
 
 from diboas.db.engine import SessionFactory
 from diboas.db.urls import plain_url
-from diboas.orchestration.jobs import REGISTRY, JobContext, JobSpec
+from diboas.orchestration.jobs import PERIODIC, REGISTRY, JobContext, JobSpec, PeriodicSpec
 from diboas.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -73,6 +73,9 @@ class Worker:
             )(self._handler(spec))
         from pgqueuer.types import QueueExecutionMode
 
+        repeating = (
+            [] if drain else [asyncio.create_task(self._repeat(p)) for p in PERIODIC.values()]
+        )
         try:
             await manager.run(
                 dequeue_timeout=timedelta(seconds=1),
@@ -81,7 +84,19 @@ class Worker:
                 mode=QueueExecutionMode.drain if drain else QueueExecutionMode.continuous,
             )
         finally:
+            for task in repeating:
+                task.cancel()
+            await asyncio.gather(*repeating, return_exceptions=True)
             await self._connection.close()
+
+    async def _repeat(self, spec: PeriodicSpec) -> None:
+        context = JobContext(self.sessions, self.settings, 0, self.services)
+        while True:
+            try:
+                await spec.handler(context)
+            except Exception:
+                log.exception("periodic work failed", work=spec.name)
+            await asyncio.sleep(spec.every(self.settings))
 
     def _handler(self, spec: JobSpec) -> Any:
         async def handle(job: Job) -> None:

@@ -122,13 +122,26 @@ class StripeIdempotencyError(ProviderError, PaymentIdempotencyError):
 
 
 @dataclass(frozen=True, slots=True)
+class Dispute:
+    """A chargeback: the cardholder's bank took ``amount`` of a payment back."""
+
+    id: str
+    payment_reference: str  # the PaymentIntent disputed
+    amount: Decimal
+    currency: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class WebhookEvent:
-    """A webhook whose signature checked out. ``payment`` is set for PaymentIntent events."""
+    """A webhook whose signature checked out. ``payment`` is set for PaymentIntent events,
+    ``dispute`` for dispute events."""
 
     id: str
     type: str
     object_id: str
     payment: PaymentResult | None
+    dispute: Dispute | None = None
 
 
 def to_minor_units(amount: Decimal, currency: str) -> int:
@@ -361,8 +374,22 @@ class StripePayments:
             ) from exc
         subject = event.data.object
         payment = _payment(subject) if isinstance(subject, stripe.PaymentIntent) else None
+        dispute = None
+        if isinstance(subject, stripe.Dispute):
+            intent = subject.payment_intent
+            dispute = Dispute(
+                id=subject.id,
+                payment_reference=intent if isinstance(intent, str) else str(intent and intent.id),
+                amount=from_minor_units(subject.amount, subject.currency),
+                currency=subject.currency.upper(),
+                reason=str(subject.reason),
+            )
         return WebhookEvent(
-            id=event.id, type=event.type, object_id=str(subject["id"]), payment=payment
+            id=event.id,
+            type=event.type,
+            object_id=str(subject["id"]),
+            payment=payment,
+            dispute=dispute,
         )
 
 

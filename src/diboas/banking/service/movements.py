@@ -17,6 +17,7 @@ from diboas.banking import repository
 from diboas.banking.errors import AmountTooSmallError, RecipientNotFoundError, SelfTransferError
 from diboas.banking.repository import NewTransaction
 from diboas.banking.schemas import DepositIn, TransferIn, WithdrawalIn
+from diboas.banking.service import reversals
 from diboas.banking.service.common import (
     DEPOSIT_SETTLE_JOB,
     PAYOUT_JOB,
@@ -130,6 +131,7 @@ async def create_withdrawal(
     currency, amount = parse_usd(request.currency, request.amount)
     user = await lock_user(session, user_id)
     await own_bank_account(session, request.bank_account_id, user.id)
+    await reversals.ensure_not_frozen(session, user.id, currency)
     await limits.enforce(session, settings, user, "withdrawal", amount)
     transaction_id = uuid7()
     fee = await fees.fee_for(
@@ -211,6 +213,7 @@ async def create_transfer(
     # each other's user rows; the ledger locks the balance rows in account order.
     sender, recipient = await lock_user(session, user_id), found
     await screening.enforce_recipient(session, recipient)
+    await reversals.ensure_not_frozen(session, sender.id, currency)
     await limits.enforce(session, settings, sender, "transfer", amount)
     out_id, in_id = uuid7(), uuid7()
     fee = await fees.fee_for(

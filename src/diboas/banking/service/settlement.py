@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from diboas.banking import repository
 from diboas.banking.repository import Transaction
+from diboas.banking.service import reversals
 from diboas.banking.service.common import bank_details, banking_account, fee_from_record
 from diboas.compliance import audit
 from diboas.compliance.audit import AuditContext
@@ -308,6 +309,10 @@ async def finish_deposit(
                 (external, -transaction.amount),
                 (account, transaction.amount),
                 *await fees.fee_postings(session, account, fee),
+                # A debt from an earlier reversal is paid off first.
+                *await reversals.repayment_postings(
+                    session, transaction.user_id, transaction.asset, transaction.amount - fee.total
+                ),
             ],
             reference=reference,
             metadata={"transaction_id": str(transaction.id), "provider": result.reference},
