@@ -127,6 +127,8 @@ class Settings(BaseSettings):
     exchange_timeout_seconds: float = Field(default=10.0, gt=0)
     # A trade quote locks its price (and holds the money) for this long.
     investing_quote_ttl_seconds: int = Field(default=30, ge=5)
+    # After a venue's answer was lost, how long before the venue is asked what it did.
+    investing_reconcile_delay_seconds: float = Field(default=30.0, ge=0)
 
     # Chain (Ethereum JSON-RPC: an Alchemy/Infura URL, or a local anvil). Empty: no chain —
     # DeFi runs on the deterministic sandbox protocol and no deposit watcher runs.

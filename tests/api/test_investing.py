@@ -6,6 +6,7 @@ venue's 0.1 % — routing picks it over the dear venue's 0.6 %)."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 from decimal import Decimal
@@ -23,10 +24,12 @@ from diboas.db.urls import plain_url
 from diboas.investing.service import venues_for
 from diboas.ledger.verify import verify_ledger
 from diboas.providers.exchange import SandboxExchange
+from diboas.providers.exchange_routing import VENUES_SERVICE
 from diboas.providers.exchange_sandbox_server import SandboxExchangeServer
+from diboas.providers.resilience import CircuitBreaker, Failover, ProviderSlot, RetryPolicy
 from tests.api.conftest import Mailbox, _client, settings_for_tests
 from tests.banking.helpers import API, balance, customer, fund, transaction_count
-from tests.investing.helpers import SetPrices, services
+from tests.investing.helpers import AT, LostAnswer, SetPrices, model, services
 
 QUOTES = f"{API}/investing/quotes"
 ORDERS = f"{API}/investing/orders"
@@ -464,3 +467,39 @@ async def test_the_fee_service_quotes_a_trade_on_the_cheapest_route(
     ):
         refused = await client.post(f"{API}/fees/quote", headers=ada["headers"], json=bad)
         assert refused.status_code == 422, (bad, refused.text)
+
+
+async def test_a_lost_venue_answer_is_settled_by_the_worker(
+    database_url: URL, mailbox: tuple[Mailbox, int], engine: AsyncEngine, sessions: SessionFactory
+) -> None:
+    # The venue fills the order but its answer is lost: 503 to the caller, the money stays
+    # held, and the in-process worker's investing.reconcile_quote settles what the venue did.
+    prices = SetPrices(BTC="40000")
+    inner = SandboxExchange(name="cheap", model=model("0.001"), feed=prices, clock=lambda: AT)
+    lossy = Failover(
+        [ProviderSlot("cheap", LostAnswer(inner, place=True), CircuitBreaker("lossy"))],  # type: ignore[list-item]
+        policy=RetryPolicy(attempts=1, timeout=5),
+    )
+    app = create_app(
+        settings_for_tests(mailbox[1], investing_reconcile_delay_seconds=0),
+        database_url=plain_url(database_url),
+        services={**services(prices), VENUES_SERVICE: lossy},
+    )
+    async for lost in _client(app):
+        ada = await _funded(lost, engine, sessions, "1000.00")
+        response = await lost.post(
+            ORDERS, headers=ada["headers"], json={"side": "buy", "asset": "BTC", "quantity": "0.01"}
+        )
+        assert response.status_code == 503, response.text
+        assert response.json()["error"]["code"] == "exchange_unavailable"
+        deadline = time.monotonic() + 30
+        while await _investing(engine, ada["id"]) == 0:
+            assert time.monotonic() < deadline, "the reconcile job did not settle the order"
+            await asyncio.sleep(0.1)
+        # 400.00 + 4.00 platform + 0.40 venue fee, captured from the hold.
+        assert await _investing(engine, ada["id"]) == Decimal("0.01")
+        assert await balance(engine, ada["id"]) == Decimal("595.60")
+        assert await balance(engine, ada["id"], "held") == Decimal(0)
+        history = (await lost.get(f"{API}/transactions", headers=ada["headers"])).json()["items"]
+        assert [(t["type"], t["status"]) for t in history] == [("buy", "completed")]
+    assert len(inner.orders) == 1

@@ -8,7 +8,13 @@ from decimal import Decimal
 from typing import Any
 
 from diboas.market.prices import FEED_SERVICE, PRICES_SERVICE, PriceService
-from diboas.providers.exchange import SandboxExchange, VenueModel
+from diboas.providers.exchange import (
+    ExchangeOrder,
+    ExchangeUnavailableError,
+    SandboxExchange,
+    Side,
+    VenueModel,
+)
 from diboas.providers.exchange_routing import VENUES_SERVICE
 from diboas.providers.market import SandboxAsset, SandboxPriceFeed
 from diboas.providers.resilience import CircuitBreaker, Failover, ProviderSlot, RetryPolicy
@@ -62,3 +68,19 @@ def services(feed: SetPrices) -> dict[str, Any]:
         FEED_SERVICE: feed,
         PRICES_SERVICE: PriceService(feed, cache_seconds=0),
     }
+
+
+class LostAnswer:
+    """A venue that fills the order but whose answer never arrives (or, with
+    ``place=False``, that never receives the order at all)."""
+
+    def __init__(self, inner: SandboxExchange, *, place: bool) -> None:
+        self.inner, self.place, self.name = inner, place, inner.name
+
+    def __getattr__(self, item: str) -> object:
+        return getattr(self.inner, item)
+
+    async def market_order(self, asset: str, side: Side, **kw: object) -> ExchangeOrder:
+        if self.place:
+            await self.inner.market_order(asset, side, **kw)  # type: ignore[arg-type]
+        raise ExchangeUnavailableError("connection reset", provider=self.name)

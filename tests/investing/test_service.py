@@ -20,13 +20,10 @@ from diboas.ledger import holds
 from diboas.ledger import service as ledger
 from diboas.ledger.models import AccountKind, Domain, OwnerType
 from diboas.providers.exchange import (
-    ExchangeOrder,
-    ExchangeUnavailableError,
     SandboxExchange,
-    Side,
 )
 from diboas.providers.resilience import CircuitBreaker, Failover, ProviderSlot, RetryPolicy
-from tests.investing.helpers import AT, SetPrices, model, venues
+from tests.investing.helpers import AT, LostAnswer, SetPrices, model, venues
 
 
 async def _user(session: AsyncSession, usd: str) -> User:
@@ -142,22 +139,6 @@ async def test_the_price_lock_residue_goes_to_the_platform(session: AsyncSession
     assert by_kind[("external", "USD")] == Decimal("505.51")
     assert by_kind[("fees", "USD")] == Decimal("-5.01")
     assert by_kind[("available", "BTC")] == Decimal("0.01")
-
-
-class LostAnswer:
-    """A venue that fills the order but whose answer never arrives (or, with
-    ``place=False``, that never receives the order at all)."""
-
-    def __init__(self, inner: SandboxExchange, *, place: bool) -> None:
-        self.inner, self.place, self.name = inner, place, inner.name
-
-    def __getattr__(self, item: str) -> object:
-        return getattr(self.inner, item)
-
-    async def market_order(self, asset: str, side: Side, **kw: object) -> ExchangeOrder:
-        if self.place:
-            await self.inner.market_order(asset, side, **kw)  # type: ignore[arg-type]
-        raise ExchangeUnavailableError("connection reset", provider=self.name)
 
 
 @pytest.mark.parametrize("placed", [True, False])

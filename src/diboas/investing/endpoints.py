@@ -11,6 +11,7 @@ Permissions: there are no investing-specific permissions yet, so trading declare
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -253,7 +254,11 @@ async def create_order(
 
             async def clean_up(session: AsyncSession) -> None:
                 await execution.after_failure(
-                    session, user_id=caller.id, quote_id=failed_quote, error=error
+                    session,
+                    user_id=caller.id,
+                    quote_id=failed_quote,
+                    error=error,
+                    reconcile_after=timedelta(seconds=settings.investing_reconcile_delay_seconds),
                 )
 
             await db.run(clean_up)

@@ -170,20 +170,6 @@ async def get_order(
     return None if row is None else Order(**row)
 
 
-async def order_for_quote(session: AsyncSession, quote_id: uuid.UUID) -> Order | None:
-    """The order an executed quote produced."""
-    row = (
-        (
-            await session.execute(
-                text("SELECT * FROM investing_orders WHERE quote_id = :id"), {"id": quote_id}
-            )
-        )
-        .mappings()
-        .one_or_none()
-    )
-    return None if row is None else Order(**row)
-
-
 async def open_lot(
     session: AsyncSession,
     *,

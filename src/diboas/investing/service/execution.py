@@ -42,7 +42,6 @@ from diboas.providers.resilience import Failover, ProviderError, call
 log = structlog.get_logger(__name__)
 
 RECONCILE_JOB = "investing.reconcile_quote"
-RECONCILE_DELAY = timedelta(seconds=30)
 
 
 class QuoteNotFoundError(NotFoundError):
@@ -147,7 +146,12 @@ async def execute(
 
 
 async def after_failure(
-    session: AsyncSession, *, user_id: uuid.UUID, quote_id: uuid.UUID, error: DomainError
+    session: AsyncSession,
+    *,
+    user_id: uuid.UUID,
+    quote_id: uuid.UUID,
+    error: DomainError,
+    reconcile_after: timedelta = timedelta(seconds=30),
 ) -> None:
     """In a transaction of its own, after ``execute`` failed: release a refused or expired
     quote's hold at once, or have an ambiguous one checked later."""
@@ -159,7 +163,7 @@ async def after_failure(
             session,
             RECONCILE_JOB,
             {"quote_id": str(quote_id), "user_id": str(user_id)},
-            delay=RECONCILE_DELAY,
+            delay=reconcile_after,
             dedupe_key=f"reconcile:{quote_id}",
         )
         return
