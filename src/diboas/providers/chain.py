@@ -19,7 +19,8 @@ Errors (all ``ProviderError``, provider ``chain``):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -34,6 +35,11 @@ PROVIDER = "chain"
 # keccak("Transfer(address,address,uint256)"): the ERC-20 transfer event's first topic.
 TRANSFER_TOPIC = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"
 NATIVE_LOG_INDEX = -1  # ether moved by a transaction's value has no log
+
+
+# A lock per sending address shared by every process that signs for it (e.g. a PostgreSQL
+# advisory lock, ``chain.nonces``): held while a nonce is chosen and the transaction submitted.
+SignerLock = Callable[[str], AbstractAsyncContextManager[None]]
 
 
 class ChainError(ProviderError):

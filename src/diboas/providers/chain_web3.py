@@ -2,16 +2,18 @@
 Infura, geth, anvil). See ``providers.chain`` for the interface and its errors.
 
 Nonces are allocated per sender under a lock, so concurrent sends from one custodial key never
-collide inside a process; one process signs for a key (the worker). A nonce the node says is
-used (another client spent it) makes the adapter resynchronise from the node once.
+collide: an asyncio lock inside the process and, when given a ``SignerLock`` (the PostgreSQL
+advisory lock of ``chain.nonces``), one across processes. A nonce the node says is used
+(another client spent it) makes the adapter resynchronise from the node once.
 Retries are the caller's business (``providers.resilience``), so web3's own retry loop is off.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -35,6 +37,7 @@ from diboas.providers.chain import (
     ChainUnavailableError,
     ErrorDecoder,
     GasQuote,
+    SignerLock,
     Transfer,
     TxReceipt,
 )
@@ -69,7 +72,9 @@ class Web3Chain:
     """The JSON-RPC adapter (implements ``providers.chain.ChainRpc``)."""
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Web3Chain | None:
+    def from_settings(
+        cls, settings: Settings, *, signer_lock: SignerLock | None = None
+    ) -> Web3Chain | None:
         """The configured node, or None when no chain is configured (``DIBOAS_CHAIN_RPC_URL``)."""
         if not settings.chain_rpc_url.strip():
             return None
@@ -80,6 +85,7 @@ class Web3Chain:
             gas_limit_margin=settings.chain_gas_limit_margin,
             max_fee_per_gas_cap=None if cap is None else int(cap * 10**9),
             decoder=ErrorDecoder(project_abis()),
+            signer_lock=signer_lock,
         )
 
     def __init__(
@@ -91,6 +97,7 @@ class Web3Chain:
         max_fee_per_gas_cap: int | None = None,
         receipt_timeout: float = 60.0,
         decoder: ErrorDecoder | None = None,
+        signer_lock: SignerLock | None = None,
     ) -> None:
         provider = AsyncHTTPProvider(
             rpc_url, request_kwargs={"timeout": timeout}, exception_retry_configuration=None
@@ -102,6 +109,7 @@ class Web3Chain:
         self.max_fee_per_gas_cap = max_fee_per_gas_cap
         self.receipt_timeout = receipt_timeout
         self.decoder = decoder or ErrorDecoder()
+        self.signer_lock = signer_lock
         self._nonce_locks: dict[str, asyncio.Lock] = {}
         self._next_nonce: dict[str, int] = {}
         self._chain_id: int | None = None
@@ -223,11 +231,21 @@ class Web3Chain:
         else:
             self._next_nonce.pop(address, None)
 
+    @contextlib.asynccontextmanager
+    async def _shared_lock(self, address: str) -> AsyncIterator[None]:
+        if self.signer_lock is None:
+            yield
+            return
+        async with self.signer_lock(address):
+            # Another process may have sent from this key: the node's count is the truth.
+            self._next_nonce.pop(address, None)
+            yield
+
     async def _sign_and_send(self, signer: LocalAccount, tx: dict[str, Any]) -> str:
         # The lock spans nonce choice and submission only: the next send from this key may
         # go out while this one is being mined.
         lock = self._nonce_locks.setdefault(signer.address, asyncio.Lock())
-        async with lock:
+        async with lock, self._shared_lock(signer.address):
             for attempt in range(2):
                 pending = int(
                     await self._rpc(
