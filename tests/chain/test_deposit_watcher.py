@@ -19,6 +19,7 @@ from decimal import Decimal
 import pytest
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
+from prometheus_client import REGISTRY
 from sqlalchemy import text
 
 from diboas.chain import repository, wallets
@@ -124,6 +125,13 @@ async def test_deposit_is_credited_only_after_n_confirmations(world: World) -> N
     await world.mine()
     third = await watcher.scan(world.sessions)  # 3 confirmations
     assert len(third.credited) == 1
+    labels = {"chain": str(chain_id)}
+    assert REGISTRY.get_sample_value("diboas_chain_scanned_block", labels) == third.head
+    assert (
+        REGISTRY.get_sample_value("diboas_chain_deposits_total", {**labels, "outcome": "credited"})
+        == 1
+    )
+    assert REGISTRY.get_sample_value("diboas_chain_deposits_waiting", labels) == 0
     assert await world.balance(user) == Decimal("25.5")
     await world.mine(2)
     again = await watcher.scan(world.sessions)  # the same transfer, seen in the window again

@@ -29,6 +29,7 @@ from decimal import Decimal
 
 import structlog
 from hexbytes import HexBytes
+from prometheus_client import Counter, Gauge
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from diboas.chain import repository
@@ -41,6 +42,20 @@ from diboas.providers.chain import TRANSFER_TOPIC, ChainRpc, Transfer, TxReceipt
 
 log = structlog.get_logger(__name__)
 CURSOR = "deposits"
+
+CHAIN_SCANNED_BLOCK = Gauge(
+    "diboas_chain_scanned_block", "The head block the deposit watcher last scanned.", ["chain"]
+)
+CHAIN_DEPOSITS = Counter(
+    "diboas_chain_deposits_total",
+    "Chain deposits by outcome (seen, credited, orphaned).",
+    ["chain", "outcome"],
+)
+CHAIN_DEPOSITS_WAITING = Gauge(
+    "diboas_chain_deposits_waiting",
+    "Deposits seen and not credited yet (too few confirmations, or a block in question).",
+    ["chain"],
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +124,12 @@ class DepositWatcher:
             sessions, lambda s: repository.set_cursor(s, self.chain_id, CURSOR, head)
         )
         await self._settle(sessions, head, report)
+        chain = str(self.chain_id)
+        CHAIN_SCANNED_BLOCK.labels(chain).set(head)
+        CHAIN_DEPOSITS.labels(chain, "seen").inc(report.seen)
+        CHAIN_DEPOSITS.labels(chain, "credited").inc(len(report.credited))
+        CHAIN_DEPOSITS.labels(chain, "orphaned").inc(len(report.orphaned))
+        CHAIN_DEPOSITS_WAITING.labels(chain).set(report.waiting)
         return report
 
     async def _scan_range(self, sessions: SessionFactory, low: int, high: int) -> int:
