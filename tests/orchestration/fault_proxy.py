@@ -55,7 +55,8 @@ class FaultProxy:
     async def start(self) -> str:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app)
+        # Held-back answers (slow faults) are dropped at once when the proxy stops.
+        self._runner = web.AppRunner(app, shutdown_timeout=0.5)
         await self._runner.setup()
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
