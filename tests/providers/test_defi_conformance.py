@@ -129,6 +129,30 @@ async def test_withdrawing_more_than_owned_reverts(harness: VaultHarness) -> Non
     assert caught.value.error_name == "ExceededMaxWithdraw"
 
 
+async def test_gas_estimates_bound_what_each_operation_pays(harness: VaultHarness) -> None:
+    vault = harness.vault
+    owner = await harness.new_owner(D("80"))
+    # the first deposit needs an approval too: it is in the estimate
+    estimate = await vault.estimate_gas(owner.address, "deposit", D("80"))
+    move = await vault.deposit(owner, D("80"))
+    assert 0 < move.gas_fee_wei <= estimate.max_cost_wei
+    for operation, amount in (("withdraw", D("30")), ("redeem", D("50"))):
+        estimate = await vault.estimate_gas(owner.address, operation, amount)  # type: ignore[arg-type]
+        move = await getattr(vault, operation)(owner, amount)
+        assert 0 < move.gas_fee_wei <= estimate.max_cost_wei
+
+
+async def test_estimating_what_would_revert_is_the_same_refusal(harness: VaultHarness) -> None:
+    owner = await harness.new_owner(D("5"))
+    await harness.vault.deposit(owner, D("5"))
+    with pytest.raises(ChainRevertedError) as caught:
+        await harness.vault.estimate_gas(owner.address, "redeem", D("6"))
+    assert caught.value.error_name == "ExceededMaxRedeem"
+    with pytest.raises(ChainRevertedError) as caught:
+        await harness.vault.estimate_gas(owner.address, "withdraw", D("6"))
+    assert caught.value.error_name == "ExceededMaxWithdraw"
+
+
 @pytest.mark.parametrize("amount", [D("0"), D("-1"), D("0.0000001")])
 async def test_bad_amounts_are_refused_before_anything_runs(
     harness: VaultHarness, amount: Decimal
@@ -176,6 +200,19 @@ async def test_a_stale_quote_beyond_its_slippage_reverts(swaps: SwapHarness) -> 
 async def test_a_swap_past_its_deadline_reverts(swaps: SwapHarness) -> None:
     trader = await swaps.new_owner(D("100"))
     quote = await swaps.venue.quote("USDC", "ETH", D("100"), slippage_bps=50)
+    past = int(time.time()) - 60
     with pytest.raises(ChainRevertedError) as caught:
-        await swaps.venue.swap(trader, quote, deadline=int(time.time()) - 60)
+        await swaps.venue.estimate_gas(trader.address, quote, deadline=past)
     assert caught.value.reason == "UniswapV2Router: EXPIRED"
+    with pytest.raises(ChainRevertedError) as caught:
+        await swaps.venue.swap(trader, quote, deadline=past)
+    assert caught.value.reason == "UniswapV2Router: EXPIRED"
+
+
+async def test_swap_gas_estimate_bounds_what_the_swap_pays(swaps: SwapHarness) -> None:
+    trader = await swaps.new_owner(D("500"))
+    quote = await swaps.venue.quote("USDC", "ETH", D("500"), slippage_bps=50)
+    deadline = int(time.time()) + 300
+    estimate = await swaps.venue.estimate_gas(trader.address, quote, deadline=deadline)
+    result = await swaps.venue.swap(trader, quote, deadline=deadline)
+    assert 0 < result.gas_fee_wei <= estimate.max_cost_wei

@@ -88,6 +88,14 @@ class GasQuote:
     def max_cost_wei(self) -> int:
         return self.gas_limit * self.max_fee_per_gas
 
+    def then(self, other: GasQuote) -> GasQuote:
+        """Two transactions one after the other: their gas added, at the higher fees."""
+        return GasQuote(
+            self.gas_limit + other.gas_limit,
+            max(self.max_fee_per_gas, other.max_fee_per_gas),
+            max(self.max_priority_fee_per_gas, other.max_priority_fee_per_gas),
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class TxReceipt:

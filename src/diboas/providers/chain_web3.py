@@ -156,13 +156,22 @@ class Web3Chain:
         raw = await self.call(token, data)
         return int.from_bytes(raw[:32], "big") if raw else 0
 
-    async def call(self, to: str, data: str, *, sender: str | None = None) -> bytes:
+    async def call(
+        self,
+        to: str,
+        data: str,
+        *,
+        sender: str | None = None,
+        state_override: dict[str, Any] | None = None,
+    ) -> bytes:
         """An ``eth_call`` (a read); a revert raises ``ChainRevertedError``."""
         tx: dict[str, Any] = {"to": to_checksum_address(to), "data": data}
         if sender:
             tx["from"] = to_checksum_address(sender)
         try:
-            return bytes(await self._rpc(lambda: self.w3.eth.call(tx)))  # type: ignore[arg-type]
+            return bytes(
+                await self._rpc(lambda: self.w3.eth.call(tx, "latest", state_override))  # type: ignore[arg-type]
+            )
         except ContractLogicError as exc:
             raise self.decoder.revert(exc.data, exc.message) from exc
 
@@ -181,19 +190,47 @@ class Web3Chain:
             )
         return max_fee, tip
 
-    async def estimate(self, sender: str, *, to: str | None, data: str, value: int = 0) -> GasQuote:
+    async def estimate(
+        self,
+        sender: str,
+        *,
+        to: str | None,
+        data: str,
+        value: int = 0,
+        state_override: dict[str, Any] | None = None,
+    ) -> GasQuote:
+        """Gas for a transaction against the latest mined state (every step waits for the
+        previous one's receipt), or that state with ``state_override`` applied (what a
+        transaction would cost after an earlier step of the same operation)."""
         tx: dict[str, Any] = {"from": to_checksum_address(sender), "data": data, "value": value}
         if to:
             tx["to"] = to_checksum_address(to)
         try:
-            # Against the latest mined state: every step waits for the previous one's receipt.
-            gas = int(await self._rpc(lambda: self.w3.eth.estimate_gas(tx, "latest")))  # type: ignore[arg-type]
+            gas = int(
+                await self._rpc(
+                    lambda: self.w3.eth.estimate_gas(tx, "latest", state_override)  # type: ignore[arg-type]
+                )
+            )
         except ContractLogicError as exc:
             raise self.decoder.revert(exc.data, exc.message) from exc
         except Web3RPCError as exc:
             raise ChainTransactionError(f"the node refused to estimate: {exc.message}") from exc
         max_fee, tip = await self.fees()
         return GasQuote(math.ceil(Decimal(gas) * self.gas_limit_margin), max_fee, tip)
+
+    async def storage_read_by(self, sender: str, *, to: str, data: str) -> dict[str, list[str]]:
+        """The storage slots a call reads, by contract (``eth_createAccessList``)."""
+        tx = {"from": to_checksum_address(sender), "to": to_checksum_address(to), "data": data}
+        result = await self.rpc("eth_createAccessList", [tx, "latest"])
+        return {
+            to_checksum_address(item["address"]): list(item["storageKeys"])
+            for item in result["accessList"]
+        }
+
+    async def storage_at(self, address: str, slot: str) -> int:
+        checksum = to_checksum_address(address)
+        raw = await self._rpc(lambda: self.w3.eth.get_storage_at(checksum, int(slot, 16)))
+        return int.from_bytes(raw, "big")
 
     async def send(
         self, signer: LocalAccount, *, to: str | None, data: str = "0x", value: int = 0

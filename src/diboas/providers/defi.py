@@ -31,12 +31,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 from eth_account.signers.local import LocalAccount
 
 from diboas.kit.money import parse_amount
-from diboas.providers.chain import ChainRevertedError
+from diboas.providers.chain import ChainRevertedError, GasQuote
 
 SECONDS_PER_YEAR = 365 * 24 * 3600
 SANDBOX_GAS_PRICE = 2 * 10**9  # 2 gwei
@@ -55,8 +55,13 @@ class VaultMove:
     gas_fee_wei: int
 
 
+VaultOperation = Literal["deposit", "redeem", "withdraw"]
+
+
 class VaultProtocol(Protocol):
-    """An ERC-4626 vault over one asset."""
+    """An ERC-4626 vault over one asset. ``estimate_gas`` prices an operation before it runs
+    (every transaction it would send, approval included): its ``max_cost_wei`` bounds what the
+    operation's ``gas_fee_wei`` will be, and what it would refuse it refuses already."""
 
     name: str
     asset: str
@@ -70,6 +75,9 @@ class VaultProtocol(Protocol):
     async def preview_deposit(self, assets: Decimal) -> Decimal: ...
     async def preview_redeem(self, shares: Decimal) -> Decimal: ...
     async def preview_withdraw(self, assets: Decimal) -> Decimal: ...
+    async def estimate_gas(
+        self, owner: str, operation: VaultOperation, amount: Decimal
+    ) -> GasQuote: ...
     async def deposit(self, owner: LocalAccount, assets: Decimal) -> VaultMove: ...
     async def redeem(self, owner: LocalAccount, shares: Decimal) -> VaultMove: ...
     async def withdraw(self, owner: LocalAccount, assets: Decimal) -> VaultMove: ...
@@ -103,6 +111,7 @@ class SwapProtocol(Protocol):
     async def quote(
         self, asset_in: str, asset_out: str, amount_in: Decimal, *, slippage_bps: int
     ) -> SwapQuote: ...
+    async def estimate_gas(self, owner: str, quote: SwapQuote, *, deadline: int) -> GasQuote: ...
     async def swap(self, owner: LocalAccount, quote: SwapQuote, *, deadline: int) -> SwapResult: ...
 
 
@@ -125,6 +134,10 @@ def uniswap_amount_out(raw_in: int, reserve_in: int, reserve_out: int) -> int:
     """UniswapV2Library.getAmountOut: the constant-product output after the 0.3 % fee."""
     with_fee = raw_in * (10_000 - UNISWAP_FEE_BPS)
     return with_fee * reserve_out // (reserve_in * 10_000 + with_fee)
+
+
+def _sandbox_gas(*steps: str) -> GasQuote:
+    return GasQuote(sum(SANDBOX_GAS[s] for s in steps), SANDBOX_GAS_PRICE, 0)
 
 
 def _mul_div(x: int, y: int, d: int, *, round_up: bool) -> int:
@@ -225,6 +238,37 @@ class SandboxVault:
         raw = self._to_shares(to_units(assets, self.asset_scale), round_up=True)
         return from_units(raw, self.share_scale)
 
+    async def estimate_gas(
+        self, owner: str, operation: VaultOperation, amount: Decimal
+    ) -> GasQuote:
+        if operation == "deposit":
+            if self._to_shares(to_units(amount, self.asset_scale), round_up=False) == 0:
+                raise ChainRevertedError("ZeroShares()", error_name="ZeroShares")
+            return _sandbox_gas("approve", "deposit")
+        if operation == "redeem":
+            self._check_redeem(owner, to_units(amount, self.share_scale, field="shares"))
+        else:
+            self._check_withdraw(owner, to_units(amount, self.asset_scale))
+        return _sandbox_gas("redeem")
+
+    def _check_redeem(self, owner: str, raw_shares: int) -> None:
+        held = self._shares.get(owner.lower(), 0)
+        if raw_shares > held:
+            raise ChainRevertedError(
+                f"ExceededMaxRedeem({owner}, {raw_shares}, {held})",
+                error_name="ExceededMaxRedeem",
+                args=(owner, raw_shares, held),
+            )
+
+    def _check_withdraw(self, owner: str, raw_assets: int) -> None:
+        most = self._to_assets(self._shares.get(owner.lower(), 0), round_up=False)
+        if raw_assets > most:
+            raise ChainRevertedError(
+                f"ExceededMaxWithdraw({owner}, {raw_assets}, {most})",
+                error_name="ExceededMaxWithdraw",
+                args=(owner, raw_assets, most),
+            )
+
     async def deposit(self, owner: LocalAccount, assets: Decimal) -> VaultMove:
         raw_assets = to_units(assets, self.asset_scale)
         async with self._lock:
@@ -232,19 +276,13 @@ class SandboxVault:
             if raw_shares == 0:
                 raise ChainRevertedError("ZeroShares()", error_name="ZeroShares")
             self._enter(owner.address, raw_assets, raw_shares)
-        gas = (SANDBOX_GAS["approve"] + SANDBOX_GAS["deposit"]) * SANDBOX_GAS_PRICE
+        gas = _sandbox_gas("approve", "deposit").max_cost_wei
         return VaultMove(assets, from_units(raw_shares, self.share_scale), (), gas)
 
     async def redeem(self, owner: LocalAccount, shares: Decimal) -> VaultMove:
         raw_shares = to_units(shares, self.share_scale, field="shares")
         async with self._lock:
-            held = self._shares.get(owner.address.lower(), 0)
-            if raw_shares > held:
-                raise ChainRevertedError(
-                    f"ExceededMaxRedeem({owner.address}, {raw_shares}, {held})",
-                    error_name="ExceededMaxRedeem",
-                    args=(owner.address, raw_shares, held),
-                )
+            self._check_redeem(owner.address, raw_shares)
             raw_assets = self._to_assets(raw_shares, round_up=False)
             self._exit(owner.address, raw_assets, raw_shares)
         return self._exited(raw_assets, raw_shares)
@@ -252,14 +290,7 @@ class SandboxVault:
     async def withdraw(self, owner: LocalAccount, assets: Decimal) -> VaultMove:
         raw_assets = to_units(assets, self.asset_scale)
         async with self._lock:
-            held = self._shares.get(owner.address.lower(), 0)
-            most = self._to_assets(held, round_up=False)
-            if raw_assets > most:
-                raise ChainRevertedError(
-                    f"ExceededMaxWithdraw({owner.address}, {raw_assets}, {most})",
-                    error_name="ExceededMaxWithdraw",
-                    args=(owner.address, raw_assets, most),
-                )
+            self._check_withdraw(owner.address, raw_assets)
             raw_shares = self._to_shares(raw_assets, round_up=True)
             self._exit(owner.address, raw_assets, raw_shares)
         return self._exited(raw_assets, raw_shares)
@@ -281,7 +312,7 @@ class SandboxVault:
             from_units(raw_assets, self.asset_scale),
             from_units(raw_shares, self.share_scale),
             (),
-            SANDBOX_GAS["redeem"] * SANDBOX_GAS_PRICE,
+            _sandbox_gas("redeem").max_cost_wei,
         )
 
 
@@ -326,23 +357,32 @@ class SandboxSwap:
             slippage_bps,
         )
 
-    async def swap(self, owner: LocalAccount, quote: SwapQuote, *, deadline: int) -> SwapResult:
+    async def estimate_gas(self, owner: str, quote: SwapQuote, *, deadline: int) -> GasQuote:
+        self._check_swap(quote, deadline)
+        return _sandbox_gas("approve", "swap")
+
+    def _check_swap(self, quote: SwapQuote, deadline: int) -> tuple[int, int, int, int]:
+        """(raw in, raw out, reserve in, reserve out), or the router's refusal."""
         if self.clock() > deadline:
             raise ChainRevertedError(
                 "UniswapV2Router: EXPIRED", error_name="Error", args=("UniswapV2Router: EXPIRED",)
             )
         raw_in = to_units(quote.amount_in, self.scales[quote.asset_in])
         minimum = int(quote.minimum_out.scaleb(self.scales[quote.asset_out]))
+        reserve_in, reserve_out = self._pool(quote.asset_in, quote.asset_out)
+        raw_out = uniswap_amount_out(raw_in, reserve_in, reserve_out)
+        if raw_out < minimum:
+            reason = "UniswapV2Router: INSUFFICIENT_OUTPUT_AMOUNT"
+            raise ChainRevertedError(reason, error_name="Error", args=(reason,))
+        return raw_in, raw_out, reserve_in, reserve_out
+
+    async def swap(self, owner: LocalAccount, quote: SwapQuote, *, deadline: int) -> SwapResult:
         async with self._lock:
-            reserve_in, reserve_out = self._pool(quote.asset_in, quote.asset_out)
-            raw_out = uniswap_amount_out(raw_in, reserve_in, reserve_out)
-            if raw_out < minimum:
-                reason = "UniswapV2Router: INSUFFICIENT_OUTPUT_AMOUNT"
-                raise ChainRevertedError(reason, error_name="Error", args=(reason,))
+            raw_in, raw_out, reserve_in, reserve_out = self._check_swap(quote, deadline)
             self._set_pool(
                 quote.asset_in, quote.asset_out, reserve_in + raw_in, reserve_out - raw_out
             )
-        gas = (SANDBOX_GAS["approve"] + SANDBOX_GAS["swap"]) * SANDBOX_GAS_PRICE
+        gas = _sandbox_gas("approve", "swap").max_cost_wei
         return SwapResult(
             quote.amount_in, from_units(raw_out, self.scales[quote.asset_out]), (), gas
         )

@@ -9,20 +9,70 @@ when the current allowance is short.
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 from eth_account.signers.local import LocalAccount
 
 from diboas.chain.artifacts import load
-from diboas.providers.chain import TxReceipt
+from diboas.providers.chain import ChainError, GasQuote, TxReceipt
 from diboas.providers.chain_web3 import Contract, Web3Chain
 from diboas.providers.defi import (
     SwapQuote,
     SwapResult,
     VaultMove,
+    VaultOperation,
     from_units,
     minimum_after_slippage,
     to_units,
 )
+
+MAX_UINT256 = 2**256 - 1
+
+
+async def _allowance_override(
+    chain: Web3Chain, token: Contract, owner: str, spender: str
+) -> dict[str, Any] | None:
+    """Chain state in which ``owner`` has allowed ``spender`` everything: the storage slot the
+    token's ``allowance`` reads (``eth_createAccessList``) whose value is the allowance, set
+    to the maximum — and checked by reading the allowance back under that override. None when
+    no slot passes the check (a token whose storage does not show it plainly)."""
+    data = token.encode("allowance", owner, spender)
+    current = int(await token.read("allowance", owner, spender))
+    read = await chain.storage_read_by(owner, to=token.address, data=data)
+    for slot in read.get(token.address, []):
+        if await chain.storage_at(token.address, slot) != current:
+            continue
+        override: dict[str, Any] = {token.address: {"stateDiff": {slot: "0x" + "ff" * 32}}}
+        raw = await chain.call(token.address, data, state_override=override)
+        if int.from_bytes(raw[:32], "big") == MAX_UINT256:
+            return override
+    return None
+
+
+async def _gas_after_approval(
+    chain: Web3Chain,
+    token: Contract,
+    owner: str,
+    spender: str,
+    raw_amount: int,
+    *,
+    to: str,
+    data: str,
+) -> GasQuote:
+    """Gas for a step that spends ``raw_amount`` of ``token``, plus its approval if the current
+    allowance is short (the step then estimated as if the approval were mined)."""
+    if int(await token.read("allowance", owner, spender)) >= raw_amount:
+        return await chain.estimate(owner, to=to, data=data)
+    approve = await chain.estimate(
+        owner, to=token.address, data=token.encode("approve", spender, raw_amount)
+    )
+    override = await _allowance_override(chain, token, owner, spender)
+    if override is None:
+        raise ChainError(
+            "this step cannot be estimated before its approval is mined",
+            code="chain_estimate_unavailable",
+        )
+    return approve.then(await chain.estimate(owner, to=to, data=data, state_override=override))
 
 
 def _fees(*receipts: TxReceipt) -> tuple[tuple[str, ...], int]:
@@ -105,6 +155,22 @@ class Erc4626Vault:
         raw = await self.vault.read("previewWithdraw", to_units(assets, self.asset_scale))
         return from_units(int(raw), self.share_scale)
 
+    async def estimate_gas(
+        self, owner: str, operation: VaultOperation, amount: Decimal
+    ) -> GasQuote:
+        if operation == "deposit":
+            raw = to_units(amount, self.asset_scale)
+            data = self.vault.encode("deposit", raw, owner)
+            return await _gas_after_approval(
+                self.chain, await self.token(), owner, self.address, raw, to=self.address, data=data
+            )
+        if operation == "redeem":
+            raw = to_units(amount, self.share_scale, field="shares")
+        else:
+            raw = to_units(amount, self.asset_scale)
+        data = self.vault.encode(operation, raw, owner, owner)
+        return await self.chain.estimate(owner, to=self.address, data=data)
+
     async def deposit(self, owner: LocalAccount, assets: Decimal) -> VaultMove:
         raw_assets = to_units(assets, self.asset_scale)
         receipts = await _approve_if_short(
@@ -175,22 +241,33 @@ class UniswapV2Swap:
             slippage_bps,
         )
 
-    async def swap(self, owner: LocalAccount, quote: SwapQuote, *, deadline: int) -> SwapResult:
+    def _swap_call(self, owner: str, quote: SwapQuote, deadline: int) -> tuple[Contract, int, str]:
         address_in, scale_in = self._token(quote.asset_in)
         address_out, scale_out = self._token(quote.asset_out)
         raw_in = to_units(quote.amount_in, scale_in)
         minimum = int(quote.minimum_out.scaleb(scale_out))
-        token_in = Contract(self.chain, address_in, self._erc20_abi)
-        receipts = await _approve_if_short(token_in, owner, self.router.address, raw_in)
-        receipt = await self.router.send(
-            owner,
-            "swapExactTokensForTokens",
-            raw_in,
-            minimum,
-            [address_in, address_out],
-            owner.address,
-            deadline,
+        data = self.router.encode(
+            "swapExactTokensForTokens", raw_in, minimum, [address_in, address_out], owner, deadline
         )
+        return Contract(self.chain, address_in, self._erc20_abi), raw_in, data
+
+    async def estimate_gas(self, owner: str, quote: SwapQuote, *, deadline: int) -> GasQuote:
+        token_in, raw_in, data = self._swap_call(owner, quote, deadline)
+        return await _gas_after_approval(
+            self.chain,
+            token_in,
+            owner,
+            self.router.address,
+            raw_in,
+            to=self.router.address,
+            data=data,
+        )
+
+    async def swap(self, owner: LocalAccount, quote: SwapQuote, *, deadline: int) -> SwapResult:
+        token_in, raw_in, data = self._swap_call(owner.address, quote, deadline)
+        receipts = await _approve_if_short(token_in, owner, self.router.address, raw_in)
+        receipt = await self.chain.send(owner, to=self.router.address, data=data)
+        address_out, scale_out = self._token(quote.asset_out)
         token_out = Contract(self.chain, address_out, self._erc20_abi)
         raw_out = sum(
             int(t["value"])
