@@ -133,6 +133,12 @@ async def page(context: BrowserContext) -> Page:
 
 
 async def screenshot(page: Page, viewport: str, name: str) -> None:
-    """Keep a full-page screenshot as a test artifact (test-artifacts/ is not committed)."""
+    """Keep a full-page screenshot as a test artifact (test-artifacts/ is not committed),
+    after checking that the page fits its viewport's width (mobile-first: nothing scrolls
+    sideways but the tables that are meant to)."""
+    overflow = await page.evaluate(
+        "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    )
+    assert overflow <= 0, f"{name} on {viewport} is {overflow}px wider than the screen"
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     await page.screenshot(path=str(SCREENSHOTS / f"{name}-{viewport}.png"), full_page=True)

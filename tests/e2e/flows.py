@@ -43,7 +43,9 @@ async def deposit(page: Page, amount: str) -> None:
     await page.get_by_role("link", name="Add money").first.click()
     await page.get_by_label("Amount in USD").fill(amount)
     await page.get_by_label("Card", exact=True).check()
-    await page.get_by_role("button", name="Add money").click()
+    await page.get_by_role("button", name="Review").click()
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Review your deposit")
+    await page.get_by_role("button", name="Confirm and add money").click()
     await expect(page).to_have_url(re.compile(r"/app/transactions/[0-9a-f-]{36}$"))
     # The page's script polls the status; the in-process worker settles the sandbox payment.
     await expect(page.get_by_test_id("status")).to_have_text("completed", timeout=30_000)

@@ -58,7 +58,11 @@ async def test_a_new_customer_moves_money_in_the_browser(
     await page.get_by_label("Amount in USD").fill("40.00")
     await page.get_by_label("Note (optional)").fill("Lunch")
     await screenshot(page, viewport, "app-send")
-    await page.get_by_role("button", name="Send", exact=True).click()
+    await page.get_by_role("button", name="Review").click()
+    await expect(page.get_by_test_id("review-fee")).to_have_text("0.00 USD")
+    await expect(page.get_by_test_id("review-net")).to_have_text("40.00 USD")
+    await screenshot(page, viewport, "app-review")
+    await page.get_by_role("button", name="Confirm and send").click()
     await expect(page.get_by_test_id("status")).to_have_text("completed")
     await expect(page.get_by_text(recipient)).to_be_visible()
 
@@ -68,7 +72,9 @@ async def test_a_new_customer_moves_money_in_the_browser(
     await page.get_by_label("Amount in USD").fill("100.00")
     await page.get_by_label("To bank account").select_option(index=0)
     await screenshot(page, viewport, "app-withdraw")
-    await page.get_by_role("button", name="Withdraw").click()
+    await page.get_by_role("button", name="Review").click()
+    await expect(page.get_by_test_id("review-net")).to_have_text("100.85 USD")
+    await page.get_by_role("button", name="Confirm and withdraw").click()
     await expect(page.get_by_test_id("status")).to_have_text("completed", timeout=30_000)
     # Withdrawal fee: 0.25 provider + max(0.50, 0.1 % + 0.50) platform = 0.85.
     await expect(page.get_by_test_id("fee")).to_have_text("0.85 USD")

@@ -46,7 +46,7 @@ async def test_a_tampered_form_is_refused_and_moves_nothing(page: Page, viewport
         "document.querySelector('main input[name=csrf_token]').value = 'forged-token'"
     )
     async with page.expect_response(re.compile(r"/app/deposit$")) as answer:
-        await page.get_by_role("button", name="Add money").click()
+        await page.get_by_role("button", name="Review").click()
     assert (await answer.value).status == 403
     await expect(page.get_by_role("heading", level=1)).to_have_text("This form has expired")
     await screenshot(page, viewport, "app-csrf-refused")

@@ -64,6 +64,15 @@ async def web_verify(client: httpx.AsyncClient, last_name: str = "Hopper") -> ht
     )
 
 
+async def web_move(client: httpx.AsyncClient, path: str, data: dict[str, Any]) -> httpx.Response:
+    """A movement form in its two steps: review (the quoted fee), then confirm."""
+    review = await post_form(client, path, data)
+    if review.status_code != 200 or 'data-testid="review"' not in review.text:
+        return review  # refused at review: the form again, with its errors
+    fields = hidden_fields(review.text)
+    return await client.post(path, data={**fields, "step": "confirm"})
+
+
 def transaction_id_of(response: httpx.Response) -> uuid.UUID:
     """The id in the /app/transactions/{id} a movement form redirected to."""
     assert response.status_code == 303, response.text

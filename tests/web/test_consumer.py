@@ -16,6 +16,7 @@ from tests.web.helpers import (
     hidden_fields,
     post_form,
     transaction_id_of,
+    web_move,
     web_sign_up,
     web_verify,
 )
@@ -84,7 +85,7 @@ async def test_money_waits_for_the_identity_check(
     client: httpx.AsyncClient, engine: AsyncEngine
 ) -> None:
     address = await web_sign_up(client)
-    refused = await post_form(client, "/app/deposit", {"amount": "20.00", **CARD})
+    refused = await web_move(client, "/app/deposit", {"amount": "20.00", **CARD})
     assert refused.status_code == 403
     assert 'role="alert"' in refused.text
     assert await _transactions(engine, address) == 0
@@ -101,14 +102,14 @@ async def test_a_form_sent_twice_moves_money_once(
 ) -> None:
     address = await web_sign_up(client)
     await web_verify(client)
-    form = hidden_fields((await client.get("/app/deposit")).text)
-    data = {**form, "amount": "30.00", **CARD}
+    review = await post_form(client, "/app/deposit", {"amount": "30.00", **CARD})
+    data = {**hidden_fields(review.text), "step": "confirm"}
     first = transaction_id_of(await client.post("/app/deposit", data=data))
     second = transaction_id_of(await client.post("/app/deposit", data=data))
     assert first == second
     assert await _transactions(engine, address) == 1
     # A fresh form is a new deposit.
-    transaction_id_of(await post_form(client, "/app/deposit", {"amount": "5.00", **CARD}))
+    transaction_id_of(await web_move(client, "/app/deposit", {"amount": "5.00", **CARD}))
     assert await _transactions(engine, address) == 2
 
 
@@ -126,7 +127,7 @@ async def test_bad_amounts_and_declines_are_shown_on_the_form(
         response = await post_form(client, "/app/deposit", {"amount": amount, **CARD})
         assert response.status_code == 422, amount
         assert message in response.text, (amount, response.text)
-    over = await post_form(client, "/app/deposit", {"amount": "10000.01", **CARD})
+    over = await web_move(client, "/app/deposit", {"amount": "10000.01", **CARD})
     assert over.status_code == 422
     assert "limit" in over.text.lower()
 
@@ -144,7 +145,7 @@ async def test_send_withdraw_and_history(client: httpx.AsyncClient, engine: Asyn
     account_id = re.search(r"/app/settings/bank-accounts/([0-9a-f-]{36})/remove", settings_page)
     assert account_id is not None
 
-    deposit = await post_form(
+    deposit = await web_move(
         client,
         "/app/deposit",
         {"amount": "200.00", "method": "ach", "bank_account_id": account_id.group(1)},
@@ -153,14 +154,14 @@ async def test_send_withdraw_and_history(client: httpx.AsyncClient, engine: Asyn
     status = await client.get(f"/app/transactions/{deposit_id}/status")
     assert status.json()["status"] in {"pending", "processing", "completed"}
 
-    unknown = await post_form(
+    unknown = await web_move(
         client, "/app/send", {"recipient_email": "nobody@example.com", "amount": "1.00"}
     )
     assert unknown.status_code == 404
 
     # The ACH deposit settles through the in-process worker before it can be spent.
     assert await wait_for_status(client, deposit_id) == "completed"
-    sent = await post_form(
+    sent = await web_move(
         client,
         "/app/send",
         {"recipient_email": recipient["email"], "amount": "25.00", "note": "<b>thanks</b>"},
@@ -169,7 +170,7 @@ async def test_send_withdraw_and_history(client: httpx.AsyncClient, engine: Asyn
     assert "completed" in page.text
     assert "&lt;b&gt;thanks&lt;/b&gt;" in page.text
 
-    withdrawn = await post_form(
+    withdrawn = await web_move(
         client, "/app/withdraw", {"amount": "50.00", "bank_account_id": account_id.group(1)}
     )
     transaction_id_of(withdrawn)
@@ -200,7 +201,7 @@ async def test_send_withdraw_and_history(client: httpx.AsyncClient, engine: Asyn
 async def test_another_users_transaction_is_not_found(client: httpx.AsyncClient) -> None:
     await web_sign_up(client)
     await web_verify(client)
-    mine = transaction_id_of(await post_form(client, "/app/deposit", {"amount": "9.00", **CARD}))
+    mine = transaction_id_of(await web_move(client, "/app/deposit", {"amount": "9.00", **CARD}))
     await post_form(client, "/app/logout", {}, form_page="/app")
     await web_sign_up(client)
     assert (await client.get(f"/app/transactions/{mine}")).status_code == 404
@@ -244,3 +245,50 @@ async def test_revoking_the_current_session_signs_the_browser_out(
     )
     assert response.headers["location"] == "/app/login?signed_out=1"
     assert (await client.get("/app")).status_code == 303
+
+
+async def test_the_fee_is_quoted_before_and_charged_as_quoted(
+    client: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
+    await web_sign_up(client)
+    await web_verify(client)
+    review = await post_form(client, "/app/deposit", {"amount": "100.00", **CARD})
+    assert review.status_code == 200
+    # Card: 2.9 % + 0.30 (provider) and 0.5 % (platform) of 100.00.
+    assert 'data-testid="review-fee">3.70 USD' in review.text
+    assert "96.30 USD" in review.text
+    fields = hidden_fields(review.text)
+    created = transaction_id_of(
+        await client.post("/app/deposit", data={**fields, "step": "confirm"})
+    )
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                text("SELECT fee, quote_id FROM transactions WHERE id = :id"), {"id": created}
+            )
+        ).one()
+    assert str(row.fee) == "3.70"
+    assert str(row.quote_id) == fields["quote_id"]
+
+
+async def test_an_expired_quote_is_refused_on_the_form(
+    client: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
+    address = await web_sign_up(client)
+    await web_verify(client)
+    review = await post_form(client, "/app/deposit", {"amount": "100.00", **CARD})
+    fields = hidden_fields(review.text)
+    async with engine.begin() as conn:
+        await conn.execute(
+            text("UPDATE fee_quotes SET expires_at = now() - interval '1 second' WHERE id = :id"),
+            {"id": fields["quote_id"]},
+        )
+    refused = await client.post("/app/deposit", data={**fields, "step": "confirm"})
+    assert refused.status_code == 422
+    assert "expired" in refused.text
+    assert 'value="100.00"' in refused.text  # the form keeps what was typed
+    assert await _transactions(engine, address) == 0
+    # "Change" brings the form back with the values, nothing quoted or moved.
+    edit = await client.post("/app/deposit", data={**fields, "step": "edit"})
+    assert edit.status_code == 200
+    assert 'value="100.00"' in edit.text

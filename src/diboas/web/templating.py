@@ -43,6 +43,11 @@ def when(value: datetime | None) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
+def when_seconds(value: datetime) -> str:
+    """An instant in UTC to the second (quote expiries)."""
+    return value.astimezone(UTC).strftime("%H:%M:%S UTC")
+
+
 def percent(value: Decimal) -> str:
     """A fee rate as the schedule stores it (2.9 means 2.9 %), without trailing zeros."""
     shown = Decimal(value).normalize()
@@ -88,6 +93,7 @@ def create_environment(assets: Assets) -> Environment:
     env.filters["money"] = money
     env.filters["usd"] = usd
     env.filters["when"] = when
+    env.filters["when_seconds"] = when_seconds
     env.filters["percent"] = percent
     return env
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
 from typing import Any
 
 from starlette.responses import JSONResponse, Response
@@ -15,8 +16,11 @@ from diboas.banking.schemas import DepositIn, TransferIn, WithdrawalIn
 from diboas.banking.service import bank_accounts, history
 from diboas.compliance import limits
 from diboas.fees import schedule
+from diboas.fees.schemas import QuoteOut
 from diboas.kit.errors import DomainError
+from diboas.kit.money import format_amount
 from diboas.market.prices import service_for
+from diboas.observability.metrics import FEE_QUOTES
 from diboas.web.consumer import movements
 from diboas.web.forms import FormErrors, validate
 from diboas.web.routing import Page, WebRoutes
@@ -74,17 +78,82 @@ async def _accounts(page: Page) -> list[Any]:
     return [banking.bank_account_out(a) for a in found]
 
 
-async def _movement_form(
-    page: Page, kind: movements.Kind, body_type: type[Any], values: dict[str, str]
-) -> tuple[uuid.UUID | None, FormErrors]:
-    body, errors = validate(body_type, values)
-    if body is None:
-        return None, errors
-    try:
-        return await movements.run(page, kind, body, page.field("form_key")), errors
-    except DomainError as refusal:
-        errors.add_domain_error(refusal)
-        return None, errors
+# What a review asks the Fee service to quote, per movement.
+OPERATIONS: dict[movements.Kind, str] = {
+    "deposit": "deposit",
+    "withdrawal": "withdrawal",
+    "transfer": "transfer",
+}
+
+
+async def _submit(
+    page: Page,
+    kind: movements.Kind,
+    body_type: type[Any],
+    fields: dict[str, str],
+    form: tuple[str, dict[str, Any]],
+) -> Response:
+    """A movement form's POST, in two steps: review (the fee quoted by the Fee service and
+    held for its lifetime), then confirm (the movement, charged exactly the quoted fee)."""
+    template, context = form
+    step = page.field("step")
+    errors = FormErrors()
+    if step == "confirm":
+        body, errors = validate(body_type, {**fields, "quote_id": page.field("quote_id")})
+        if body is not None:
+            try:
+                created = await movements.run(page, kind, body, page.field("form_key"))
+            except DomainError as refusal:
+                errors.add_domain_error(refusal)
+            else:
+                return page.redirect(f"/app/transactions/{created}")
+    elif step != "edit":
+        body, errors = validate(body_type, fields)
+        if body is not None:
+            try:
+                quote = await _quote(page, kind, body)
+            except DomainError as refusal:
+                errors.add_domain_error(refusal)
+            else:
+                return _review(page, kind, fields, quote)
+    return _form_page(page, template, errors, context)
+
+
+async def _quote(page: Page, kind: movements.Kind, body: Any) -> QuoteOut:
+    user = page.me()
+    issued = await page.db.run(
+        lambda s: schedule.request_quote(
+            s,
+            page.settings,
+            user=user,
+            operation=OPERATIONS[kind],
+            amount=body.amount,
+            currency=body.currency,
+            method=getattr(body, "method", None),
+        )
+    )
+    FEE_QUOTES.labels(OPERATIONS[kind]).inc()
+    return QuoteOut.of(issued.quote, issued.scale)
+
+
+def _review(page: Page, kind: movements.Kind, fields: dict[str, str], quote: QuoteOut) -> Response:
+    amount, fee = Decimal(quote.amount), Decimal(quote.total_fee)
+    # A deposit's fee comes out of what arrives; a withdrawal's and a transfer's are taken on
+    # top of the amount (banking.service.movements).
+    net = amount - fee if kind == "deposit" else amount + fee
+    seconds_left = max(0, int((quote.expires_at - datetime.now(UTC)).total_seconds()))
+    return page.render(
+        "consumer/review.html",
+        {
+            "kind": kind,
+            "action": page.request.url.path,
+            "fields": {k: v for k, v in fields.items() if v},
+            "quote": quote,
+            "net": format_amount(net, 2),
+            "seconds_left": seconds_left,
+            "form_key": page.field("form_key") or movements.new_form_key(),
+        },
+    )
 
 
 def _form_page(page: Page, template: str, errors: FormErrors, context: dict[str, Any]) -> Response:
@@ -95,64 +164,52 @@ def _form_page(page: Page, template: str, errors: FormErrors, context: dict[str,
 @routes.add("/app/deposit", access="banking:deposit", methods=("GET", "POST"))
 async def deposit(page: Page) -> Response:
     values = {"amount": "", "method": "card", "payment_method": "pm_card_visa"}
-    errors = FormErrors()
+    values["bank_account_id"] = ""
+    fields: dict[str, str] = {}
     if page.request.method == "POST":
-        values = {k: page.field(k) for k in ("amount", "method", "payment_method")}
-        values["bank_account_id"] = page.field("bank_account_id")
+        values = {k: page.field(k) for k in values}
         fields = {"amount": values["amount"], "currency": "USD", "method": values["method"]}
         if values["method"] == "ach":
             fields["bank_account_id"] = values["bank_account_id"]
         else:
             fields["payment_method"] = values["payment_method"]
-        created, errors = await _movement_form(page, "deposit", DepositIn, fields)
-        if created is not None:
-            return page.redirect(f"/app/transactions/{created}")
-    return _form_page(
-        page,
-        "consumer/deposit.html",
-        errors,
-        {
-            "values": values,
-            "cards": SANDBOX_CARDS,
-            "accounts": await _accounts(page),
-            "fees": await _fee_rows(page, "deposit"),
-        },
-    )
+    context = {
+        "values": values,
+        "cards": SANDBOX_CARDS,
+        "accounts": await _accounts(page),
+        "fees": await _fee_rows(page, "deposit"),
+    }
+    form = ("consumer/deposit.html", context)
+    if page.request.method == "POST":
+        return await _submit(page, "deposit", DepositIn, fields, form)
+    return _form_page(page, form[0], FormErrors(), context)
 
 
 @routes.add("/app/withdraw", access="banking:withdraw", methods=("GET", "POST"))
 async def withdraw(page: Page) -> Response:
     values = {"amount": "", "bank_account_id": ""}
-    errors = FormErrors()
     if page.request.method == "POST":
         values = {k: page.field(k) for k in values}
-        fields = {**values, "currency": "USD"}
-        created, errors = await _movement_form(page, "withdrawal", WithdrawalIn, fields)
-        if created is not None:
-            return page.redirect(f"/app/transactions/{created}")
-    return _form_page(
-        page,
-        "consumer/withdraw.html",
-        errors,
-        {
-            "values": values,
-            "accounts": await _accounts(page),
-            "fees": await _fee_rows(page, "withdrawal"),
-        },
-    )
+    context = {
+        "values": values,
+        "accounts": await _accounts(page),
+        "fees": await _fee_rows(page, "withdrawal"),
+    }
+    form = ("consumer/withdraw.html", context)
+    if page.request.method == "POST":
+        return await _submit(page, "withdrawal", WithdrawalIn, {**values, "currency": "USD"}, form)
+    return _form_page(page, form[0], FormErrors(), context)
 
 
 @routes.add("/app/send", access="banking:transfer", methods=("GET", "POST"))
 async def send(page: Page) -> Response:
     values = {"recipient_email": "", "amount": "", "note": ""}
-    errors = FormErrors()
     if page.request.method == "POST":
         values = {k: page.field(k) for k in values}
-        fields = {**values, "currency": "USD"}
-        created, errors = await _movement_form(page, "transfer", TransferIn, fields)
-        if created is not None:
-            return page.redirect(f"/app/transactions/{created}")
-    return _form_page(page, "consumer/send.html", errors, {"values": values})
+    form = ("consumer/send.html", {"values": values})
+    if page.request.method == "POST":
+        return await _submit(page, "transfer", TransferIn, {**values, "currency": "USD"}, form)
+    return _form_page(page, form[0], FormErrors(), form[1])
 
 
 def _day(value: str, *, end: bool) -> datetime | None:

@@ -22,6 +22,24 @@
     }, 0);
   });
 
+  // A fee quote is held for a limited time: count it down, and say when it has run out
+  // (confirming then is refused by the server with quote_expired; "Change" quotes again).
+  var countdown = document.querySelector("[data-quote-countdown]");
+  if (countdown) {
+    var left = parseInt(countdown.getAttribute("data-seconds-left"), 10);
+    var tick = function () {
+      if (left <= 0) {
+        countdown.textContent = "This fee quote has expired. Choose Change to get a new one.";
+        countdown.className = "alert warning";
+        return;
+      }
+      countdown.textContent = "This fee is held for you for " + left + " more seconds.";
+      left -= 1;
+      window.setTimeout(tick, 1000);
+    };
+    tick();
+  }
+
   // A transaction still pending or processing: ask for its status every two seconds and
   // update the page in place (an aria-live region announces the change).
   var live = document.querySelector("[data-status-url]");
