@@ -14,7 +14,8 @@ from eth_account.signers.local import LocalAccount
 
 from diboas.chain.artifacts import load
 from diboas.chain.deploy import Deployment, deploy
-from diboas.providers.chain_web3 import Contract, Web3Chain
+from diboas.providers.chain_contract import Contract
+from diboas.providers.chain_web3 import Web3Chain
 from diboas.providers.defi import SandboxSwap, SandboxVault, SwapProtocol, VaultProtocol, to_units
 from diboas.providers.defi_onchain import Erc4626Vault, UniswapV2Swap
 

@@ -24,7 +24,8 @@ from eth_account.signers.local import LocalAccount
 from diboas.chain.artifacts import load
 from diboas.chain.deploy import Deployment, deploy_all
 from diboas.chain.protocols import SANDBOX_POOL, ChainNotConfiguredError
-from diboas.providers.chain_web3 import Contract, Web3Chain
+from diboas.providers.chain_contract import Contract
+from diboas.providers.chain_web3 import Web3Chain
 from diboas.settings import Settings
 
 log = structlog.get_logger(__name__)

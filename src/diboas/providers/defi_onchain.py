@@ -15,7 +15,8 @@ from eth_account.signers.local import LocalAccount
 
 from diboas.chain.artifacts import load
 from diboas.providers.chain import ChainError, GasQuote, TxReceipt
-from diboas.providers.chain_web3 import Contract, Web3Chain
+from diboas.providers.chain_contract import Contract
+from diboas.providers.chain_web3 import Web3Chain
 from diboas.providers.defi import (
     SwapQuote,
     SwapResult,
