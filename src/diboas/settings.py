@@ -114,6 +114,9 @@ class Settings(BaseSettings):
     stripe_api_base: str = "https://api.stripe.com"
     stripe_webhook_secret: SecretStr | None = None
     stripe_timeout_seconds: float = Field(default=10.0, gt=0)
+    # How soon a payment still waiting at Stripe (3-D Secure, processing) is asked about again
+    # when no webhook has settled it.
+    stripe_poll_interval_seconds: float = Field(default=30.0, gt=0)
     # Exchanges (investing): venues in order of preference, comma-separated, from
     # sandbox-binance, sandbox-coinbase (in process, deterministic), binance, coinbase (ccxt).
     exchange_venues: str = "sandbox-binance,sandbox-coinbase"
@@ -124,6 +127,8 @@ class Settings(BaseSettings):
     exchange_binance_quote: str = "USDT"
     exchange_coinbase_api_key: str = ""
     exchange_coinbase_secret: SecretStr | None = None
+    # Empty: api.coinbase.com; a base URL points ccxt at a Coinbase-shaped server instead.
+    exchange_coinbase_api_url: str = ""
     exchange_timeout_seconds: float = Field(default=10.0, gt=0)
     # A trade quote locks its price (and holds the money) for this long.
     investing_quote_ttl_seconds: int = Field(default=30, ge=5)

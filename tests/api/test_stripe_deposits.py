@@ -194,3 +194,45 @@ async def test_a_signed_webhook_settles_a_3d_secure_deposit_once(
     balances = (await stripe_client.get(f"{API}/balances", headers=account["headers"])).json()
     usd = next(a for a in balances["assets"] if a["asset"] == "USD")
     assert Decimal(usd["available"]) == Decimal("30.00") - Decimal(deposit.json()["fee"])
+
+
+async def test_a_3d_secure_deposit_never_authenticated_is_canceled_in_bounded_time(
+    database_url: URL, mailbox: tuple[object, int], engine: AsyncEngine, localstripe: str
+) -> None:
+    settings = settings_for_tests(
+        mailbox[1],
+        stripe_api_key=SecretStr(LOCALSTRIPE_API_KEY),
+        stripe_api_base=localstripe,
+        stripe_poll_interval_seconds=0.3,
+        saga_customer_action_timeout_seconds=1.0,
+    )
+    app = create_app(settings, database_url=plain_url(database_url))
+    async for client in _client(app):
+        account = await _approved(client, engine)
+        auth = {"Authorization": f"Bearer {LOCALSTRIPE_API_KEY}"}
+        async with httpx.AsyncClient(base_url=localstripe, headers=auth) as stripe_api:
+            method = await stripe_api.post(
+                "/v1/payment_methods",
+                data={
+                    "type": "card",
+                    "card[number]": "4000002760003184",  # always asks for 3-D Secure
+                    "card[exp_month]": "12",
+                    "card[exp_year]": "2030",
+                    "card[cvc]": "123",
+                },
+            )
+            deposit = await client.post(
+                f"{API}/banking/deposits",
+                headers=account["headers"],
+                json={"amount": "30.00", "currency": "USD", "payment_method": method.json()["id"]},
+            )
+            assert deposit.status_code == 201, deposit.text
+            done = await _settled(client, account["headers"], deposit.json()["id"])
+            reference = (await _stored(engine, deposit.json()["id"])).provider_reference
+            intent = (await stripe_api.get(f"/v1/payment_intents/{reference}")).json()
+        assert (done["status"], done["failure_code"]) == ("failed", "canceled")
+        assert intent["status"] == "canceled"  # abandoned at Stripe too: it can never be paid
+        steps = [step["state"] for step in done["steps"]]
+        assert steps == ["accepted", "provider_requested", "awaiting_customer", "failed"]
+        balances = (await client.get(f"{API}/balances", headers=account["headers"])).json()
+        assert balances["total_usd"] == "0.00"

@@ -161,8 +161,14 @@ async def settle_with_result(
     name = DEPOSIT_SETTLE_JOB if transaction.type == "deposit" else PAYOUT_JOB
     if result.status is PaymentStatus.PENDING and _waited_too_long(context, transaction, result):
         # The customer never authenticated: the payment is abandoned, not left open forever.
-        result = await provider.cancel(result.reference)
-        log.info("payment abandoned by the customer", transaction_id=str(transaction.id))
+        try:
+            result = await provider.cancel(result.reference)
+            log.info("payment abandoned by the customer", transaction_id=str(transaction.id))
+        except PaymentError as exc:
+            if exc.retryable:
+                raise
+            # It moved on meanwhile (authenticated at the last moment): take it as it is now.
+            result = await provider.status(result.reference)
     if result.status is PaymentStatus.PENDING:
 
         async def wait(session: AsyncSession) -> None:

@@ -508,6 +508,7 @@ def payment_provider(settings: Settings, *, method: str | None) -> PaymentProvid
                 else ""
             ),
             timeout=settings.stripe_timeout_seconds,
+            poll_interval=timedelta(seconds=settings.stripe_poll_interval_seconds),
         )
     return default_payment_provider(settings)
 

@@ -334,9 +334,7 @@ class StripePayments:
     async def cancel(self, reference: str) -> PaymentResult:
         """Cancel a PaymentIntent that is still waiting (for 3-D Secure, say)."""
         with _mapped_errors(reference=reference):
-            intent = await self._client.v1.payment_intents.cancel_async(
-                reference, {"cancellation_reason": "abandoned"}
-            )
+            intent = await self._client.v1.payment_intents.cancel_async(reference)
         return _payment(intent)
 
     async def returns(self) -> list[PaymentReturn]:
