@@ -23,6 +23,7 @@ from prometheus_client import REGISTRY
 from sqlalchemy import text
 
 from diboas.chain import repository, wallets
+from diboas.chain import watcher as watcher_module
 from diboas.chain.anvil import AnvilNode
 from diboas.chain.artifacts import load
 from diboas.chain.deploy import deploy
@@ -291,3 +292,19 @@ async def test_deposit_keys_are_sealed_and_sign_for_their_address(world: World) 
     await mint_usdc(world.chain, world.minter, world.usdc, wallet.address, 5_000_000)
     await send_usdc(world.chain, account, world.usdc, world.minter.address, 5_000_000)
     assert await world.chain.token_balance(world.usdc, wallet.address) == 0
+
+
+async def test_many_deposit_addresses_are_queried_in_batches(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(watcher_module, "ADDRESSES_PER_LOG_QUERY", 2)
+    chain_id = new_chain_id()
+    watcher = await world.watcher(chain_id)
+    users = [await world.new_user(chain_id) for _ in range(5)]
+    for i, (_, wallet) in enumerate(users):
+        await mint_usdc(world.chain, world.minter, world.usdc, wallet.address, (i + 1) * 10**6)
+    await world.mine(CONFIRMATIONS)
+    report = await watcher.scan(world.sessions)
+    assert len(report.credited) == 5
+    for i, (user, _) in enumerate(users):
+        assert await world.balance(user) == i + 1

@@ -12,6 +12,7 @@ from eth_account.signers.local import LocalAccount
 from diboas.chain.anvil import AnvilNode, free_port
 from diboas.chain.deploy import Deployment
 from diboas.providers.chain import (
+    ChainPendingError,
     ChainRevertedError,
     ChainTransactionError,
     ChainUnavailableError,
@@ -178,3 +179,23 @@ async def test_a_transaction_reverted_when_mined_is_the_same_error_with_its_hash
     assert mined.fee_wei > 0
     received = [await chain.token_balance(deployment.usdc, to) for to in (first, second)]
     assert sorted(received) == [0, 10_000_000]
+
+
+async def test_a_send_whose_receipt_does_not_come_is_pending_never_retryable(
+    anvil: AnvilNode, deployer: LocalAccount
+) -> None:
+    impatient = Web3Chain(anvil.url, receipt_timeout=0.3)
+    recipient = Account.create().address
+    await impatient.rpc("evm_setAutomine", [False])
+    try:
+        with pytest.raises(ChainPendingError) as caught:
+            await impatient.send(deployer, to=recipient, value=5)
+        assert caught.value.code == "chain_tx_pending"
+        assert not caught.value.retryable  # sending again would pay twice
+        await impatient.rpc("evm_mine")
+        receipt = await impatient.wait_for_receipt(caught.value.tx_hash)
+        assert receipt.status == 1
+        assert await impatient.native_balance(recipient) == 5
+    finally:
+        await impatient.rpc("evm_setAutomine", [True])
+        await impatient.close()

@@ -42,6 +42,7 @@ from diboas.providers.chain import TRANSFER_TOPIC, ChainRpc, Transfer, TxReceipt
 
 log = structlog.get_logger(__name__)
 CURSOR = "deposits"
+ADDRESSES_PER_LOG_QUERY = 200
 
 CHAIN_SCANNED_BLOCK = Gauge(
     "diboas_chain_scanned_block", "The head block the deposit watcher last scanned.", ["chain"]
@@ -141,7 +142,10 @@ class DepositWatcher:
         addresses = list(wallets)
         found: list[Transfer] = []
         if self.tokens:
-            found += await self.chain.token_transfers(list(self.tokens), addresses, low, high)
+            # Recipients travel as one OR-ed topic list per request: bounded, as nodes cap them.
+            for i in range(0, len(addresses), ADDRESSES_PER_LOG_QUERY):
+                batch = addresses[i : i + ADDRESSES_PER_LOG_QUERY]
+                found += await self.chain.token_transfers(list(self.tokens), batch, low, high)
         if self.native_scale is not None:
             found += await self.chain.native_transfers(addresses, low, high)
 

@@ -14,6 +14,8 @@ Errors (all ``ProviderError``, provider ``chain``):
   error (``error_name``, ``args_decoded``) or revert reason — not retryable;
 - ``ChainTransactionError`` ``chain_tx_refused``: the node refused the transaction itself (no
   ether for gas, a bad nonce) — not retryable;
+- ``ChainPendingError`` ``chain_tx_pending``: submitted (or maybe: the node went away during
+  submission) but not known to be mined — wait for its hash, never send again;
 - ``chain_gas_too_expensive`` (a ``ChainError``): fees above the configured cap — retryable.
 """
 
@@ -66,6 +68,16 @@ class ChainRevertedError(ChainError):
         self.reason = reason
         self.error_name = error_name
         self.args_decoded = tuple(args)
+        self.tx_hash = tx_hash
+
+
+class ChainPendingError(ChainError):
+    """A transaction was submitted (or may have been) and its outcome is not known: wait for
+    ``tx_hash``'s receipt (``wait_for_receipt``). Not retryable — sending again would move the
+    money twice."""
+
+    def __init__(self, message: str, *, tx_hash: str) -> None:
+        super().__init__(message, code="chain_tx_pending")
         self.tx_hash = tx_hash
 
 

@@ -31,6 +31,7 @@ from diboas.providers.chain import (
     NATIVE_LOG_INDEX,
     TRANSFER_TOPIC,
     ChainError,
+    ChainPendingError,
     ChainRevertedError,
     ChainTransactionError,
     ChainUnavailableError,
@@ -251,10 +252,12 @@ class Web3Chain:
         tx_hash = await self._sign_and_send(signer, tx)
         try:
             receipt = await self.wait_for_receipt(tx_hash)
-        except ChainUnavailableError:
+        except ChainUnavailableError as exc:
             # Not mined (yet): the next send asks the node rather than trusting the cache.
             self.forget_nonces(sender)
-            raise
+            raise ChainPendingError(
+                f"{tx_hash} was sent and its outcome is not known yet: {exc}", tx_hash=tx_hash
+            ) from exc
         if receipt.status != 1:
             raise await self._mined_revert(sender, tx, receipt)
         return receipt
@@ -289,11 +292,19 @@ class Web3Chain:
                     )
                 )
                 nonce = max(pending, self._next_nonce.get(signer.address, 0))
-                raw_tx = signer.sign_transaction({**tx, "nonce": nonce}).raw_transaction
+                signed = signer.sign_transaction({**tx, "nonce": nonce})
+                raw_tx, tx_hash = signed.raw_transaction, _hex(signed.hash)
                 try:
-                    sent = await self._rpc(
-                        lambda raw_tx=raw_tx: self.w3.eth.send_raw_transaction(raw_tx)  # type: ignore[misc]
+                    sent = await asyncio.wait_for(
+                        self.w3.eth.send_raw_transaction(raw_tx), timeout=self.timeout
                     )
+                except aiohttp.ClientConnectorError as exc:  # never reached the node
+                    raise ChainUnavailableError(f"chain node {self.rpc_url} unreachable") from exc
+                except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                    # The request may have reached the node before the connection failed.
+                    raise ChainPendingError(
+                        f"{tx_hash} may have been submitted: {exc!r}", tx_hash=tx_hash
+                    ) from exc
                 except Web3RPCError as exc:
                     message = exc.message or str(exc)
                     if "nonce" in message.lower() and attempt == 0:
