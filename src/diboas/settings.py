@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     run_worker_in_process: bool = True
     # A job whose worker stopped heartbeating this long ago (it died) is picked up again.
     job_heartbeat_timeout_seconds: float = Field(default=30.0, gt=0)
+    # Provider health checks (provider_health{provider}), run by the API process.
+    provider_health_interval_seconds: float = Field(default=30.0, gt=0)
+    provider_health_timeout_seconds: float = Field(default=5.0, gt=0)
     # Sagas: how long after a provider's answer was lost the provider is first asked what it
     # did (then with backoff, doubling up to the maximum), and how long a payment may wait for
     # the customer's authentication (3-D Secure) before it is canceled.

@@ -18,6 +18,7 @@ from diboas.api.ratelimit import RateLimitMiddleware
 from diboas.db.engine import create_engine, create_session_factory
 from diboas.observability.health import router as health_router
 from diboas.orchestration.worker import Worker, run_until_cancelled
+from diboas.providers.health import keep_checking
 from diboas.settings import Settings
 
 API_PREFIX = "/api/v1"
@@ -68,12 +69,16 @@ def create_app(
         app.state.engine = engine
         app.state.sessions = create_session_factory(engine)
         worker_task: asyncio.Task[None] | None = None
+        health_task = asyncio.create_task(keep_checking(settings), name="provider-health")
         if settings.run_worker_in_process:
             worker = Worker(database_url, app.state.sessions, settings, app.state.services)
             worker_task = asyncio.create_task(run_until_cancelled(worker), name="diboas-worker")
         try:
             yield
         finally:
+            health_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await health_task
             if worker_task is not None:
                 worker_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
