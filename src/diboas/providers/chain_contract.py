@@ -11,7 +11,7 @@ from eth_account.signers.local import LocalAccount
 from eth_utils.address import to_checksum_address
 from hexbytes import HexBytes
 
-from diboas.providers.chain import TxReceipt
+from diboas.providers.chain import ChainError, TxReceipt
 from diboas.providers.chain_web3 import Web3Chain
 
 
@@ -40,7 +40,14 @@ class Contract:
     async def read(self, function: str, *args: Any) -> Any:
         """The function's result (a tuple when it returns several values)."""
         raw = await self.chain.call(self.address, self.encode(function, *args))
-        values = abi_decode(self._output_types(function, len(args)), raw)
+        types = self._output_types(function, len(args))
+        if types and not raw:
+            # An address without code answers every call with nothing (a wrong address, or a
+            # chain the contract was never deployed to).
+            raise ChainError(
+                f"no contract answered {function} at {self.address}", code="chain_no_contract"
+            )
+        values = abi_decode(types, raw)
         return values[0] if len(values) == 1 else values
 
     async def send(
