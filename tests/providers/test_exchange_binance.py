@@ -23,6 +23,7 @@ from diboas.providers.exchange import (
     Side,
 )
 from diboas.providers.exchange_ccxt import CcxtExchange
+from diboas.providers.exchange_coinbase import CoinbaseExchange
 from diboas.providers.exchange_feed import ExchangePriceFeed
 from diboas.providers.exchange_routing import (
     NoRouteError,
@@ -300,8 +301,9 @@ def test_venues_come_from_settings() -> None:
     binance = configured.slots[0].implementation
     assert isinstance(binance, CcxtExchange) and binance.quote == "USD"
     assert binance.client.urls["api"]["private"] == "http://127.0.0.1:1/api/v3"
-    # Coinbase: built, not exercised — no local counterpart speaks its API.
-    assert isinstance(configured.slots[1].implementation, CcxtExchange)
+    coinbase = configured.slots[1].implementation
+    assert isinstance(coinbase, CoinbaseExchange) and not coinbase.market_buy_by_quantity
+    assert coinbase.client.urls["api"]["rest"] == "https://api.coinbase.com"
     with pytest.raises(ValueError, match="unknown exchange venues"):
         venue_slots(Settings(env="test", exchange_venues="kraken"))
     assert binance_urls("http://x")["sapi"] == "http://x/sapi/v1"

@@ -1,9 +1,8 @@
-"""One conformance suite for every Exchange: the in-process sandbox venue, and ccxt's Binance
-adapter talking HTTP to the Binance-shaped sandbox server on 127.0.0.1 (signatures,
-recvWindow and Binance's error JSON included).
-
-Coinbase through ccxt is not covered here: no local counterpart speaks Coinbase Advanced
-Trade's API (JWT-signed requests), so that adapter is only exercised up to its construction.
+"""One conformance suite for every Exchange: the in-process sandbox venue; ccxt's Binance
+adapter over HTTP to the Binance-shaped sandbox server (HMAC signatures, recvWindow, Binance's
+error JSON); and ccxt's Coinbase adapter over HTTP to the Coinbase-Advanced-Trade-shaped
+sandbox server (ES256 JWTs from a CDP-style EC key). Every server runs the same deterministic
+engine on 127.0.0.1, so the same figures hold for all three.
 """
 
 from __future__ import annotations
@@ -24,6 +23,8 @@ from diboas.providers.exchange import (
     Side,
 )
 from diboas.providers.exchange_ccxt import CcxtExchange
+from diboas.providers.exchange_coinbase import CoinbaseExchange
+from diboas.providers.exchange_coinbase_server import CoinbaseSandboxServer, ec_key_pair
 from diboas.providers.exchange_sandbox_server import SandboxExchangeServer, binance_urls
 
 API_KEY = "sandbox-key"
@@ -56,10 +57,29 @@ def binance_client(srv: SandboxExchangeServer, *, secret: str = SECRET) -> CcxtE
     )
 
 
-@pytest.fixture(params=["sandbox", "ccxt-binance"])
+COINBASE_KEY = "organizations/org-1/apiKeys/key-1"
+
+
+@pytest.fixture(params=["sandbox", "ccxt-binance", "ccxt-coinbase"])
 async def exchange(request: pytest.FixtureRequest) -> AsyncIterator[Exchange]:
     if request.param == "sandbox":
         yield venue()
+        return
+    if request.param == "ccxt-coinbase":
+        private_pem, public_pem = ec_key_pair()
+        cb_server = CoinbaseSandboxServer(venue(), COINBASE_KEY, public_pem)
+        await cb_server.start()
+        coinbase = CoinbaseExchange(
+            api_key=COINBASE_KEY,
+            secret=private_pem,
+            api_urls={"rest": cb_server.base_url},
+            timeout_seconds=2,
+        )
+        try:
+            yield coinbase
+        finally:
+            await coinbase.close()
+            await cb_server.stop()
         return
     srv = SandboxExchangeServer(venue(), API_KEY, SECRET)
     await srv.start()
@@ -113,6 +133,13 @@ async def test_a_buy_by_quote_amount_spends_at_most_that_amount(exchange: Exchan
 
 
 async def test_a_buy_by_quantity_fills_exactly_that_quantity(exchange: Exchange) -> None:
+    if not exchange.market_buy_by_quantity:
+        # Coinbase's market buys spend a quote amount: the adapter says so and refuses.
+        with pytest.raises(OrderRejectedError):
+            await exchange.market_order(
+                "ETH", Side.BUY, client_order_id=_client_id(), quantity=Decimal("0.25")
+            )
+        return
     order = await exchange.market_order(
         "ETH", Side.BUY, client_order_id=_client_id(), quantity=Decimal("0.25")
     )
@@ -135,7 +162,7 @@ async def test_a_sell_walks_the_bids(exchange: Exchange) -> None:
 async def test_more_than_the_book_holds_is_insufficient_liquidity(exchange: Exchange) -> None:
     with pytest.raises(InsufficientLiquidityError) as caught:
         await exchange.market_order(
-            "BTC", Side.BUY, client_order_id=_client_id(), quantity=Decimal("5.00000001")
+            "BTC", Side.SELL, client_order_id=_client_id(), quantity=Decimal("5.00000001")
         )
     assert not caught.value.retryable
     assert caught.value.code == "insufficient_liquidity"
@@ -144,7 +171,7 @@ async def test_more_than_the_book_holds_is_insufficient_liquidity(exchange: Exch
 async def test_the_maintenance_magic_quantity_is_rejected(exchange: Exchange) -> None:
     with pytest.raises(OrderRejectedError) as caught:
         await exchange.market_order(
-            "BTC", Side.BUY, client_order_id=_client_id(), quantity=Decimal("0.00123466")
+            "BTC", Side.SELL, client_order_id=_client_id(), quantity=Decimal("0.00123466")
         )
     assert not caught.value.retryable
 
@@ -158,21 +185,23 @@ async def test_placing_the_same_client_order_id_twice_gives_the_first_order(
     exchange: Exchange,
 ) -> None:
     client_id = _client_id()
+    spend = Decimal("150.00")
     first = await exchange.market_order(
-        "BTC", Side.BUY, client_order_id=client_id, quantity=Decimal("0.01")
+        "BTC", Side.BUY, client_order_id=client_id, quote_amount=spend
     )
     if isinstance(exchange, SandboxExchange):
         # The venue itself refuses the duplicate, as Binance does ...
         with pytest.raises(OrderRejectedError, match="Duplicate"):
             await exchange.market_order(
-                "BTC", Side.BUY, client_order_id=client_id, quantity=Decimal("0.01")
+                "BTC", Side.BUY, client_order_id=client_id, quote_amount=spend
             )
         return
-    # ... and the adapter answers a duplicate with the order it already placed.
+    # ... and the adapters answer a duplicate with the order already placed.
     second = await exchange.market_order(
-        "BTC", Side.BUY, client_order_id=client_id, quantity=Decimal("0.01")
+        "BTC", Side.BUY, client_order_id=client_id, quote_amount=spend
     )
     assert second.order_id == first.order_id and second.cost == first.cost
+    assert (await exchange.fetch_order("BTC", client_id)).order_id == first.order_id
 
 
 async def test_the_sandbox_is_deterministic_for_a_given_instant() -> None:

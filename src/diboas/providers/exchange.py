@@ -139,9 +139,11 @@ class ExchangeOrder:
 
 
 class Exchange(Protocol):
-    """A venue that quotes and fills market orders against USD."""
+    """A venue that quotes and fills market orders against USD. A venue whose market buys
+    are by quote amount only (Coinbase) says so with ``market_buy_by_quantity = False``."""
 
     name: str
+    market_buy_by_quantity: bool
 
     def assets(self) -> tuple[str, ...]:
         """The base assets the venue trades against USD."""
@@ -269,6 +271,7 @@ class SandboxExchange:
     """
 
     name: str = "sandbox-binance"
+    market_buy_by_quantity: bool = True
     model: VenueModel = field(default_factory=lambda: SANDBOX_VENUES["sandbox-binance"])
     feed: SandboxPriceFeed = field(default_factory=SandboxPriceFeed)
     clock: Callable[[], datetime] = _utc_now

@@ -74,6 +74,10 @@ def map_error(exc: Exception, provider: str) -> ExchangeError:  # noqa: PLR0911 
         return OrderNotFoundError(message, provider=provider)
     if "liquidity" in message.lower():
         return InsufficientLiquidityError(message, provider=provider)
+    if '"error_response"' in message:  # Coinbase: {"success": false, "error_response": {...}}
+        return OrderRejectedError(message, provider=provider)
+    if "NOT_FOUND" in message:  # Coinbase: 404 {"error": "NOT_FOUND", ...}
+        return OrderNotFoundError(message, provider=provider)
     if isinstance(exc, ccxt_errors.InvalidOrder | ccxt_errors.BadRequest) or code is not None:
         return OrderRejectedError(message, provider=provider)
     return ExchangeError(message, provider=provider, code="exchange_error")
@@ -83,6 +87,8 @@ class CcxtExchange:
     """One venue through ccxt. ``api_urls`` replaces the client's ``urls['api']`` (a local
     counterpart in tests); ``quote`` is the venue's USD market (``USD``, or ``USDT`` on
     Binance's global site, taken as one dollar)."""
+
+    market_buy_by_quantity = True
 
     def __init__(
         self,
@@ -121,6 +127,22 @@ class CcxtExchange:
         )
         if api_urls is not None:
             self.client.urls["api"] = dict(api_urls)
+        self.client.handle_errors = self._status_first(self.client.handle_errors)
+
+    @staticmethod
+    def _status_first(vendor_handler: Callable[..., Any]) -> Callable[..., Any]:
+        """ccxt reads a vendor's error body before the HTTP status, so a 503 carrying JSON
+        can come out as a final error. A 5xx (outcome unknown, as Binance documents) and a
+        429 are retryable whatever the body says."""
+
+        def handle_errors(code: int, reason: str, url: str, *rest: Any) -> Any:
+            if code in (418, 429):
+                raise ccxt_errors.RateLimitExceeded(f"{code} {reason} {url}")
+            if code >= 500:  # the HTTP server-error class
+                raise ccxt_errors.ExchangeNotAvailable(f"{code} {reason} {url}")
+            return vendor_handler(code, reason, url, *rest)
+
+        return handle_errors
 
     def assets(self) -> tuple[str, ...]:
         return self._assets
@@ -198,9 +220,7 @@ class CcxtExchange:
         return await self._order(asset, Side(str(raw["side"]).lower()), raw)
 
     async def _order(self, asset: str, side: Side, raw: dict[str, Any]) -> ExchangeOrder:
-        info = raw.get("info") or {}
-        quantity = _dec(info.get("executedQty", raw.get("filled")))
-        cost = _dec(info.get("cummulativeQuoteQty", raw.get("cost")))
+        quantity, cost = self._filled(raw)
         fee, base_fee = await self._fees(asset, raw, cost)
         status = "filled" if raw.get("status") == "closed" else str(raw.get("status"))
         return ExchangeOrder(
@@ -216,6 +236,14 @@ class CcxtExchange:
             cost=cost,
             fee=fee,
             created_at=_now(raw),
+        )
+
+    def _filled(self, raw: dict[str, Any]) -> tuple[Decimal, Decimal]:
+        """(base quantity filled, quote cost before fees), from the vendor's own strings."""
+        info = raw.get("info") or {}
+        return (
+            _dec(info.get("executedQty", raw.get("filled"))),
+            _dec(info.get("cummulativeQuoteQty", raw.get("cost"))),
         )
 
     async def _fees(

@@ -23,6 +23,7 @@ from diboas.providers.exchange import (
     walk_book,
 )
 from diboas.providers.exchange_ccxt import CcxtExchange
+from diboas.providers.exchange_coinbase import CoinbaseExchange
 from diboas.providers.exchange_sandbox_server import binance_urls
 from diboas.providers.resilience import (
     BreakerState,
@@ -122,13 +123,7 @@ def venue_slots(settings: Settings) -> Failover[Exchange]:
         "sandbox-binance": lambda: SandboxExchange.venue("sandbox-binance"),
         "sandbox-coinbase": lambda: SandboxExchange.venue("sandbox-coinbase"),
         "binance": lambda: _binance(settings),
-        "coinbase": lambda: CcxtExchange(
-            "coinbase",
-            api_key=settings.exchange_coinbase_api_key,
-            secret=_secret(settings.exchange_coinbase_secret),
-            quote="USD",
-            timeout_seconds=settings.exchange_timeout_seconds,
-        ),
+        "coinbase": lambda: _coinbase(settings),
     }
     names = [n.strip() for n in settings.exchange_venues.split(",") if n.strip()]
     unknown = [n for n in names if n not in builders]
@@ -142,6 +137,17 @@ def venue_slots(settings: Settings) -> Failover[Exchange]:
 def _secret(value: object) -> str:
     getter = getattr(value, "get_secret_value", None)
     return str(getter()) if getter is not None else ""
+
+
+def _coinbase(settings: Settings) -> Exchange:
+    url = settings.exchange_coinbase_api_url.rstrip("/")
+    return CoinbaseExchange(
+        api_key=settings.exchange_coinbase_api_key,
+        secret=_secret(settings.exchange_coinbase_secret),
+        quote="USD",
+        api_urls={"rest": url} if url else None,
+        timeout_seconds=settings.exchange_timeout_seconds,
+    )
 
 
 def _binance(settings: Settings) -> Exchange:

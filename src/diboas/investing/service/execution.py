@@ -110,15 +110,24 @@ async def _place(venues: Failover[Exchange], quote: TradeQuote) -> ExchangeOrder
     slot = venue(venues, quote.venue)
     client_id = client_order_id(quote.id)
 
+    venue_ = slot.implementation
+    # Placed by the quoted quantity; a venue that buys only by amount spends the quoted
+    # amount, and what its fill differs from the quantity is the platform's (settlement).
+    by_amount = quote.side == "buy" and not venue_.market_buy_by_quantity
+
     async def once() -> ExchangeOrder:
         try:
-            return await slot.implementation.market_order(
-                quote.asset, Side(quote.side), client_order_id=client_id, quantity=quote.quantity
+            return await venue_.market_order(
+                quote.asset,
+                Side(quote.side),
+                client_order_id=client_id,
+                quantity=None if by_amount else quote.quantity,
+                quote_amount=quote.amount_usd if by_amount else None,
             )
         except OrderRejectedError as exc:
             if "duplicate" not in str(exc).lower():
                 raise
-            return await slot.implementation.fetch_order(quote.asset, client_id)
+            return await venue_.fetch_order(quote.asset, client_id)
 
     return await call(slot.name, once, policy=venues.policy, breaker=slot.breaker)
 
