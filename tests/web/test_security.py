@@ -262,3 +262,39 @@ async def test_signing_out_ends_the_session_for_a_replayed_cookie(
 async def test_a_forged_session_cookie_is_ignored(client: httpx.AsyncClient) -> None:
     client.cookies.set("diboas_session", f"{uuid.uuid4().hex}.{uuid.uuid4().hex}.AAAA")
     assert (await client.get("/app")).status_code == 303
+
+
+@pytest.fixture
+async def metered_client(
+    database_url: URL, mailbox: tuple[Mailbox, int]
+) -> AsyncIterator[httpx.AsyncClient]:
+    settings = settings_for_tests(
+        mailbox[1],
+        rate_limits_enabled=True,
+        auth_rate_limit="3/minute",
+        run_worker_in_process=False,
+    )
+    app = create_app(settings, database_url=plain_url(database_url))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            yield c
+
+
+async def test_the_sign_in_form_shares_the_apis_credential_budget(
+    metered_client: httpx.AsyncClient,
+) -> None:
+    # The web's sign-in is no way around the API's limit on /api/v1/auth/*.
+    statuses = []
+    for _ in range(4):
+        response = await post_form(
+            metered_client,
+            "/app/login",
+            {"email": "nobody@example.com", "password": "not-a-password-of-anyone"},
+        )
+        statuses.append(response.status_code)
+    assert statuses == [401, 401, 401, 429]
+    assert int(response.headers["retry-after"]) >= 1
+    assert "too many attempts" in response.text
+    # Pages themselves are not metered.
+    assert (await metered_client.get("/app/login")).status_code == 200

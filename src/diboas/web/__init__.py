@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from diboas.settings import Settings
 from diboas.web.assets import Assets
+from diboas.web.ratelimit import CredentialLimiter
 from diboas.web.routing import NamedRoute, WebRoute, WebState
 from diboas.web.security import WebKeys
 from diboas.web.templating import create_environment
@@ -29,7 +30,10 @@ def install(app: FastAPI, settings: Settings) -> None:
     """Add the web apps and their static files to ``app`` (after the API's routes)."""
     assets = Assets()
     app.state.web = WebState(
-        env=create_environment(assets), keys=WebKeys(settings), settings=settings
+        env=create_environment(assets),
+        keys=WebKeys(settings),
+        settings=settings,
+        limiter=CredentialLimiter(settings),
     )
     app.router.routes.append(
         NamedRoute("/static/{name:path}", assets.serve, methods=["GET", "HEAD"], name="static")

@@ -33,6 +33,7 @@ from diboas.identity.repository import User
 from diboas.identity.roles import has_permission
 from diboas.kit.errors import DomainError
 from diboas.settings import Settings
+from diboas.web.ratelimit import CredentialLimiter, Refusal
 from diboas.web.security import (
     CSRF_COOKIE,
     CSRF_FIELD,
@@ -59,6 +60,7 @@ class WebState:
     env: Environment
     keys: WebKeys
     settings: Settings
+    limiter: CredentialLimiter
 
 
 @dataclass
@@ -213,32 +215,73 @@ def _wrap(access: str, handler: Handler) -> Callable[[Request], Awaitable[Respon
 
 
 async def _checked(access: str, page: Page, handler: Handler) -> Response:
-    request = page.request
-    if access == GUEST and page.user is not None and request.method == "GET":
-        return page.redirect(HOME_PATH)
-    if access not in (GUEST, PUBLIC):
-        if page.user is None:
-            return page.redirect(login_url(request.url.path))
-        if not has_permission(page.user.role, access):
-            return _error_page(page, 403, "Not available", "Your account cannot use this page.")
-    if request.method == "POST":
-        page.form = await request.form(**_FORM_LIMITS)
-        token = page.form.get(CSRF_FIELD)
-        if page.new_nonce or not page.state.keys.csrf_valid(
-            page.csrf_nonce, page.session_id, token
-        ):
-            log.info("web.csrf_refused", path=request.url.path)
-            return _error_page(
-                page,
-                403,
-                "This form has expired",
-                "For your safety the form was not sent. Go back, reload the page and try again.",
-            )
+    refused = await _refusal(access, page)
+    if refused is not None:
+        return refused
     try:
         return await handler(page)
     except DomainError as error:
         # A refusal a handler did not turn into a form error: shown as a page, never a 500.
         return _error_page(page, error.status_code, "That did not work", error.message)
+
+
+async def _refusal(access: str, page: Page) -> Response | None:
+    """Why the request may not reach its handler (a redirect or an error page), if it may not."""
+    request = page.request
+    if access == GUEST and page.user is not None and request.method == "GET":
+        return page.redirect(HOME_PATH)
+    if access not in (GUEST, PUBLIC):
+        denied = _denied(access, page)
+        if denied is not None:
+            return denied
+    if request.method != "POST":
+        return None
+    if access == GUEST:
+        throttled = await _throttled(page)
+        if throttled is not None:
+            return throttled
+    return await _forged(page)
+
+
+def _denied(access: str, page: Page) -> Response | None:
+    if page.user is None:
+        return page.redirect(login_url(page.request.url.path))
+    if not has_permission(page.user.role, access):
+        return _error_page(page, 403, "Not available", "Your account cannot use this page.")
+    return None
+
+
+async def _throttled(page: Page) -> Response | None:
+    client = page.request.client
+    try:
+        await page.state.limiter.check(client.host if client else "unknown")
+    except Refusal as refusal:
+        response = _error_page(
+            page,
+            refusal.status_code,
+            "Please wait a moment",
+            "There have been too many attempts from your network. "
+            f"Try again in {refusal.retry_after} seconds.",
+        )
+        response.headers["Retry-After"] = str(refusal.retry_after)
+        return response
+    return None
+
+
+async def _forged(page: Page) -> Response | None:
+    """403 unless the form carries the CSRF token of this browser's nonce and session."""
+    page.form = await page.request.form(**_FORM_LIMITS)
+    if not page.new_nonce and page.state.keys.csrf_valid(
+        page.csrf_nonce, page.session_id, page.form.get(CSRF_FIELD)
+    ):
+        return None
+    log.info("web.csrf_refused", path=page.request.url.path)
+    return _error_page(
+        page,
+        403,
+        "This form has expired",
+        "For your safety the form was not sent. Go back, reload the page and try again.",
+    )
 
 
 class WebRoutes:
