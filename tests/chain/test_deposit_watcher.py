@@ -151,11 +151,12 @@ async def test_ether_sent_to_a_deposit_address_is_credited(world: World) -> None
     assert await world.balance(user, "ETH") == Decimal("0.3")
 
 
-async def test_transfers_to_other_addresses_are_ignored(world: World) -> None:
+async def test_transfers_elsewhere_and_zero_transfers_are_ignored(world: World) -> None:
     chain_id = new_chain_id()
     watcher = await world.watcher(chain_id)
-    user, _ = await world.new_user(chain_id)
+    user, wallet = await world.new_user(chain_id)
     await mint_usdc(world.chain, world.minter, world.usdc, Account.create().address, 1_000_000)
+    await send_usdc(world.chain, world.minter, world.usdc, wallet.address, 0)  # spam
     await world.mine(CONFIRMATIONS)
     report = await watcher.scan(world.sessions)
     assert (report.seen, report.credited) == (0, [])

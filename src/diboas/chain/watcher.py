@@ -148,6 +148,8 @@ class DepositWatcher:
                 found += await self.chain.token_transfers(list(self.tokens), batch, low, high)
         if self.native_scale is not None:
             found += await self.chain.native_transfers(addresses, low, high)
+        # Zero-value Transfer events (anyone can emit them to any address) carry nothing.
+        found = [t for t in found if t.value > 0]
 
         async def record(session: AsyncSession) -> None:
             for transfer in found:
@@ -201,15 +203,18 @@ class DepositWatcher:
                 report.waiting += 1
 
     async def _check(self, deposit: DepositRow) -> str:
-        """'confirmed', 'orphaned' (its block was replaced and the transaction is gone), or
-        'wait' (mined elsewhere since — the next scan records where — or the node lags)."""
+        """'confirmed', 'orphaned' (its block was replaced and the transaction is gone, or it
+        failed), or 'wait' (mined elsewhere since — the next scan records where — or the node
+        lags)."""
         receipt = await self.chain.receipt(deposit.tx_hash)
-        if receipt is None or receipt.status != 1:
+        if receipt is None:
             canonical = await self.chain.block_hash(deposit.block_number)
             # A missing receipt while its block still stands is a lagging node, not a reorg.
             return "wait" if canonical == deposit.block_hash else "orphaned"
         if receipt.block_hash.lower() != deposit.block_hash:
             return "wait"
+        if receipt.status != 1:
+            return "orphaned"  # the transaction failed: nothing arrived
         return "confirmed" if self._still_there(deposit, receipt) else "orphaned"
 
     def _crediter(self, deposit: DepositRow) -> Callable[[AsyncSession], Awaitable[bool]]:
