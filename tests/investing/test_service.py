@@ -141,8 +141,12 @@ async def test_the_price_lock_residue_goes_to_the_platform(session: AsyncSession
     assert by_kind[("available", "BTC")] == Decimal("0.01")
 
 
-@pytest.mark.parametrize("placed", [True, False])
-async def test_a_lost_answer_is_reconciled_later(session: AsyncSession, placed: bool) -> None:
+@pytest.mark.parametrize(
+    ("placed", "swept"), [(True, False), (False, False), (True, True), (False, True)]
+)
+async def test_a_lost_answer_is_reconciled_later(
+    session: AsyncSession, placed: bool, swept: bool
+) -> None:
     prices = SetPrices(BTC="40000")
     inner = SandboxExchange(name="cheap", model=model("0.001"), feed=prices, clock=lambda: AT)
     flaky = Failover(
@@ -167,6 +171,11 @@ async def test_a_lost_answer_is_reconciled_later(session: AsyncSession, placed: 
     assert (await repository.get_quote(session, quote.id, user_id=grace.id)).status == "open"  # type: ignore[union-attr]
     assert await _usd(session, grace, AccountKind.HELD) == Decimal("404.40")  # 400 + 4.00 + 0.40
 
+    if swept:
+        # `diboas maintain` expired the hold before the venue was asked: the money went back
+        # to the available balance, and the settlement takes it from there.
+        await holds.release_hold(session, quote.hold_id, status=holds.HoldStatus.EXPIRED)
+        assert await _usd(session, grace) == Decimal("1000.00")
     outcome = await execution.reconcile(session, healthy, user_id=grace.id, quote_id=quote.id)
     assert outcome == ("settled" if placed else "released")
     assert await _usd(session, grace, AccountKind.HELD) == 0

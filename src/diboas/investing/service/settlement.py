@@ -52,6 +52,29 @@ def _add(postings: Postings, account: Account, amount: Decimal) -> None:
         postings.append((account, amount))
 
 
+async def _capture(
+    session: AsyncSession, user: User, quote: TradeQuote, destinations: Postings, kind: str
+) -> None:
+    """Take the quote's money (or asset) from its hold — or, if the hold is gone (a lost
+    answer reconciled after ``diboas maintain`` swept the expired hold), from the user's
+    available balance, which the ledger refuses to take below zero."""
+    hold = await holds.get_hold(session, quote.hold_id)
+    if hold.status is holds.HoldStatus.ACTIVE:
+        await holds.capture_hold(session, quote.hold_id, destinations=destinations, kind=kind)
+        return
+    domain, asset = (
+        (Domain.BANKING, USD) if quote.side == "buy" else (Domain.INVESTING, quote.asset)
+    )
+    source = await _user(session, user, domain, asset)
+    total = sum((amount for _, amount in destinations), Decimal(0))
+    await ledger.post_entry(
+        session,
+        kind=kind,
+        postings=[(source, -total), *destinations],
+        reference=f"quote:{quote.id}",
+    )
+
+
 async def _settle_buy(
     session: AsyncSession, user: User, quote: TradeQuote, fill: ExchangeOrder, reference: str
 ) -> None:
@@ -61,9 +84,7 @@ async def _settle_buy(
     destinations: Postings = []
     _add(destinations, fees, quote.platform_fee + quote.network_fee)
     destinations.append((clearing, owed_to_venue))
-    await holds.capture_hold(
-        session, quote.hold_id, destinations=destinations, kind="investing.buy.capture"
-    )
+    await _capture(session, user, quote, destinations, "investing.buy.capture")
     paid = fill.cost + fill.fee
     postings: Postings = [
         (clearing, -owed_to_venue),
@@ -84,9 +105,7 @@ async def _settle_sell(
     session: AsyncSession, user: User, quote: TradeQuote, fill: ExchangeOrder, reference: str
 ) -> None:
     clearing = await _platform(session, quote.asset, AccountKind.CLEARING)
-    await holds.capture_hold(
-        session, quote.hold_id, destination=clearing, kind="investing.sell.capture"
-    )
+    await _capture(session, user, quote, [(clearing, quote.quantity)], "investing.sell.capture")
     received = fill.cost - fill.fee
     to_user = quote.amount_usd - quote.total_fee
     postings: Postings = [
