@@ -14,6 +14,7 @@ from decimal import Decimal
 
 import aiohttp
 import pytest
+from prometheus_client import REGISTRY
 
 from diboas.providers.exchange import (
     ExchangeAuthError,
@@ -29,6 +30,7 @@ from diboas.providers.exchange_routing import (
     NoRouteError,
     TooLargeForBooksError,
     best_route,
+    venue_answers,
     venue_slots,
 )
 from diboas.providers.exchange_sandbox_server import Fault, SandboxExchangeServer, binance_urls
@@ -278,6 +280,8 @@ async def test_routing_picks_the_cheapest_total_and_says_why() -> None:
     route = await best_route(venues, "BTC", Side.BUY, quote_amount=Decimal("1000.00"))
     assert route.chosen.venue == "sandbox-coinbase"
     assert route.skipped == {"sandbox-binance": "unhealthy"}
+    # Passive health: both venues answered their market data.
+    assert _gauge("sandbox-binance") == 1.0 and _gauge("sandbox-coinbase") == 1.0
     # Too big for every book: a 422, not an outage.
     with pytest.raises(TooLargeForBooksError):
         await best_route(venues, "BTC", Side.BUY, quantity=Decimal("50"))
@@ -307,3 +311,25 @@ def test_venues_come_from_settings() -> None:
     with pytest.raises(ValueError, match="unknown exchange venues"):
         venue_slots(Settings(env="test", exchange_venues="kraken"))
     assert binance_urls("http://x")["sapi"] == "http://x/sapi/v1"
+
+
+def _gauge(provider: str) -> float | None:
+    return REGISTRY.get_sample_value("provider_health", {"provider": provider})
+
+
+async def test_a_venue_health_probe_marks_a_down_venue_unhealthy(
+    server: SandboxExchangeServer, binance: CcxtExchange
+) -> None:
+    venues = Failover(
+        [ProviderSlot("binance-probe", binance, CircuitBreaker("binance-probe"))],  # type: ignore[list-item]
+        policy=RetryPolicy(attempts=1, timeout=5),
+    )
+    assert await venues.check_health(venue_answers) == {"binance-probe": True}
+    assert _gauge("binance-probe") == 1.0
+    server.faults.extend([Fault(503, {"code": -1008, "msg": "busy"})] * 2)
+    assert await venues.check_health(venue_answers) == {"binance-probe": False}
+    assert _gauge("binance-probe") == 0.0
+    # An unhealthy venue is skipped by routing (and reported so).
+    with pytest.raises(NoRouteError) as caught:
+        await best_route(venues, "BTC", Side.BUY, quote_amount=Decimal("10"))
+    assert caught.value.details["skipped"] == {"binance-probe": "unhealthy"}

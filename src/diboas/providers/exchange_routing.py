@@ -26,6 +26,7 @@ from diboas.providers.exchange_ccxt import CcxtExchange
 from diboas.providers.exchange_coinbase import CoinbaseExchange
 from diboas.providers.exchange_sandbox_server import binance_urls
 from diboas.providers.resilience import (
+    PROVIDER_HEALTH,
     BreakerState,
     CircuitBreaker,
     Failover,
@@ -225,6 +226,10 @@ async def best_route(
             skipped[slot.name] = "unhealthy"
             continue
         found = await _cost(slot, venues.policy, asset, side, quantity, quote_amount)
+        # Passive health: a venue that answered its market data is up (even if its book is
+        # too thin for this order); one that failed is down until it answers again.
+        answered = not isinstance(found, str) or found in ("insufficient liquidity", "empty book")
+        PROVIDER_HEALTH.labels(slot.name).set(1 if answered else 0)
         if isinstance(found, str):
             skipped[slot.name] = found
         else:
@@ -247,3 +252,9 @@ def venue(venues: Failover[Exchange], name: str) -> ProviderSlot[Exchange]:
         if slot.name == name:
             return slot
     raise NoRouteError(f"venue {name} is not configured", details={"venue": name})
+
+
+async def venue_answers(venue: Exchange) -> bool:
+    """A health probe for ``Failover.check_health``: the venue quotes its first market."""
+    ticker = await venue.ticker(venue.assets()[0])
+    return ticker.bid > 0 and ticker.ask > ticker.bid
