@@ -10,7 +10,7 @@ from diboas.identity.roles import ROLE_PERMISSIONS
 from diboas.settings import Settings
 from diboas.web import web_routes
 from diboas.web.assets import Assets
-from diboas.web.routing import GUEST, PUBLIC, WebRoute
+from diboas.web.routing import GUEST, OPEN, PUBLIC, WebRoute
 from diboas.web.templating import TEMPLATES_DIR, create_environment
 
 EXPECTED_PUBLIC = {
@@ -22,7 +22,9 @@ EXPECTED_PUBLIC = {
     "/learn",
     "/learn/{slug}",
 }
-EXPECTED_GUEST = {"/app/signup", "/app/login"}
+EXPECTED_GUEST = {"/app/signup", "/app/login", "/app/forgot-password"}
+# The pages emailed links lead to: reachable signed in or not.
+EXPECTED_OPEN = {"/app/verify-email", "/app/reset-password"}
 
 
 def _app() -> object:
@@ -32,15 +34,16 @@ def _app() -> object:
 def test_every_web_route_declares_its_access() -> None:
     routes = web_routes()
     assert len(routes) > 15
-    known = set().union(*ROLE_PERMISSIONS.values()) | {PUBLIC, GUEST}
+    known = set().union(*ROLE_PERMISSIONS.values()) | {PUBLIC, GUEST, OPEN}
     assert {r.path: r.access for r in routes if r.access not in known} == {}
     assert {r.path for r in routes if r.access == PUBLIC} == EXPECTED_PUBLIC
     assert {r.path for r in routes if r.access == GUEST} == EXPECTED_GUEST
-    # Everything under /app beyond sign-in and sign-up needs a signed-in user.
+    assert {r.path for r in routes if r.access == OPEN} == EXPECTED_OPEN
+    # Everything else under /app needs a signed-in user with a permission.
     assert all(
-        r.access not in (PUBLIC, GUEST)
+        r.access not in (PUBLIC, GUEST, OPEN)
         for r in routes
-        if r.path.startswith("/app/") and r.path not in EXPECTED_GUEST
+        if r.path.startswith("/app") and r.path not in EXPECTED_GUEST | EXPECTED_OPEN
     )
 
 

@@ -2,8 +2,9 @@
 
 Like the API (``identity.dependencies``), every web route declares who may reach it:
 ``PUBLIC`` (cacheable pages that never look at who is asking), ``GUEST`` (the sign-in and
-sign-up forms: a signed-in visitor is sent to the app), or a permission of
-``identity.roles`` (signed in, with that permission). A test walks the app's web routes
+sign-up forms: a signed-in visitor is sent to the app), ``OPEN`` (the pages emailed links
+lead to: anyone, signed in or not), or a permission of ``identity.roles`` (signed in, with
+that permission). A test walks the app's web routes
 and fails on one without a declaration. Every POST must carry a valid CSRF token or it is
 refused with 403 before the handler sees it.
 
@@ -46,6 +47,7 @@ from diboas.web.security import (
 
 PUBLIC = "public"
 GUEST = "guest"
+OPEN = "open"
 LOGIN_PATH = "/app/login"
 HOME_PATH = "/app"
 _FORM_LIMITS = {"max_files": 0, "max_fields": 50, "max_part_size": 64 * 1024}
@@ -230,13 +232,13 @@ async def _refusal(access: str, page: Page) -> Response | None:
     request = page.request
     if access == GUEST and page.user is not None and request.method == "GET":
         return page.redirect(HOME_PATH)
-    if access not in (GUEST, PUBLIC):
+    if access not in (GUEST, OPEN, PUBLIC):
         denied = _denied(access, page)
         if denied is not None:
             return denied
     if request.method != "POST":
         return None
-    if access == GUEST:
+    if access in (GUEST, OPEN):
         throttled = await _throttled(page)
         if throttled is not None:
             return throttled

@@ -207,6 +207,13 @@ async def change_password(page: Page) -> Response:
     return await _settings_page(page, status=errors.status_code, password_errors=errors)
 
 
+@routes.add("/app/settings/email-verification", access="profile:read", methods=("POST",))
+async def resend_verification(page: Page) -> Response:
+    user = page.me()
+    await page.db.run(lambda s: identity.send_verification_email(s, page.settings, user))
+    return page.redirect("/app/settings?done=verification_sent")
+
+
 @routes.add(
     "/app/settings/sessions/{session_id}/revoke", access="sessions:manage", methods=("POST",)
 )

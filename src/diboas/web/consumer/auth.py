@@ -92,6 +92,7 @@ async def login(page: Page) -> Response:
             "errors": errors,
             "next": next_path(page.request),
             "request_signed_out": page.request.query_params.get("signed_out") == "1",
+            "password_reset": page.request.query_params.get("password_reset") == "1",
         },
         status=_status(errors),
     )

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from diboas.web.consumer import account, auth, money
+from diboas.web.consumer import account, auth, money, recovery
 from diboas.web.routing import WebRoute
 
 
 def all_routes() -> list[WebRoute]:
     """The consumer app's pages, in matching order."""
-    return [*auth.routes.routes, *money.routes.routes, *account.routes.routes]
+    return [
+        *auth.routes.routes,
+        *recovery.routes.routes,
+        *money.routes.routes,
+        *account.routes.routes,
+    ]
