@@ -522,4 +522,8 @@ async def test_a_lost_venue_answer_is_settled_by_the_worker(
         assert await balance(engine, ada["id"], "held") == Decimal(0)
         history = (await lost.get(f"{API}/transactions", headers=ada["headers"])).json()["items"]
         assert [(t["type"], t["status"]) for t in history] == [("buy", "completed")]
+        # The 503 named the quote; the quote now names the trade's transaction.
+        quote_id = response.json()["error"]["details"]["quote_id"]
+        quote = (await lost.get(f"{QUOTES}/{quote_id}", headers=ada["headers"])).json()
+        assert quote["status"] == "executed" and quote["transaction_id"] == history[0]["id"]
     assert len(inner.orders) == 1

@@ -98,6 +98,7 @@ def quote_out(quote: TradeQuote, scale: int) -> schemas.QuoteOut:
         hold_id=quote.hold_id,
         status="expired" if quote.status == "open" and quote.expired else quote.status,
         expires_at=quote.expires_at,
+        transaction_id=quote.transaction_id,
     )
 
 

@@ -88,7 +88,8 @@ class FeeOut(BaseModel):
 
 class QuoteOut(BaseModel):
     """A price-locked quote. For a buy, ``amount_usd`` + ``fee`` is held from the banking
-    balance; for a sell, ``quantity`` of the asset is held."""
+    balance; for a sell, ``quantity`` of the asset is held. ``status``: open, executed,
+    expired or failed."""
 
     quote_id: uuid.UUID
     side: Side
@@ -103,6 +104,9 @@ class QuoteOut(BaseModel):
     hold_id: uuid.UUID
     status: str
     expires_at: datetime
+    # Once executed: the trade's transaction (also how a client learns the outcome of an
+    # order answered 503 ``exchange_unavailable`` while the venue's answer is checked).
+    transaction_id: uuid.UUID | None = None
 
 
 class OrderOut(BaseModel):
