@@ -144,12 +144,19 @@ def worker() -> None:
 async def _work(settings: Settings, url: str) -> None:
     from diboas.db.engine import create_engine, create_session_factory
     from diboas.orchestration.worker import Worker
+    from diboas.realtime.events import HUB_KEY
+    from diboas.realtime.hub import hub_for
 
     engine = create_engine(url, pool_size=settings.db_pool_size)
+    # Live updates from a separate worker reach the API processes only through Redis.
+    hub = hub_for(settings.redis_url)
+    await hub.start()
     try:
-        await Worker(url, create_session_factory(engine), settings, {}).run()
+        sessions = create_session_factory(engine, info={HUB_KEY: hub})
+        await Worker(url, sessions, settings, {}).run()
     finally:
         await engine.dispose()
+        await hub.close()
 
 
 @main.group()

@@ -19,6 +19,8 @@ from diboas.db.engine import create_engine, create_session_factory
 from diboas.observability.health import router as health_router
 from diboas.orchestration.worker import Worker, run_until_cancelled
 from diboas.providers.health import keep_checking
+from diboas.realtime.events import HUB_KEY
+from diboas.realtime.hub import hub_for
 from diboas.settings import Settings
 
 API_PREFIX = "/api/v1"
@@ -35,6 +37,7 @@ def _api_routers() -> list[Any]:
     from diboas.ledger.endpoints import router as ledger
     from diboas.market.endpoints import router as market
     from diboas.orchestration.webhooks import router as webhooks
+    from diboas.realtime.endpoints import router as realtime
 
     return [
         identity,
@@ -47,6 +50,7 @@ def _api_routers() -> list[Any]:
         ledger,
         webhooks,
         investing,
+        realtime,
     ]
 
 
@@ -67,7 +71,10 @@ def create_app(
             statement_timeout_ms=settings.db_statement_timeout_ms,
         )
         app.state.engine = engine
-        app.state.sessions = create_session_factory(engine)
+        hub = app.state.services.get("realtime_hub") or hub_for(settings.redis_url)
+        await hub.start()
+        app.state.hub = hub
+        app.state.sessions = create_session_factory(engine, info={HUB_KEY: hub})
         worker_task: asyncio.Task[None] | None = None
         health_task = asyncio.create_task(keep_checking(settings), name="provider-health")
         if settings.run_worker_in_process:
@@ -84,6 +91,7 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await worker_task
             await engine.dispose()
+            await hub.close()
 
     app = FastAPI(
         title="diBoaS API",

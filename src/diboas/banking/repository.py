@@ -20,6 +20,7 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from diboas.kit.ids import uuid7_time
+from diboas.realtime import events as realtime
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +155,12 @@ def _params(new: NewTransaction) -> dict[str, Any]:
 async def insert_transactions(session: AsyncSession, rows: Sequence[NewTransaction]) -> None:
     """Write accepted movements (one statement for all of them)."""
     await session.execute(_INSERT, [_params(row) for row in rows])
+    for row in rows:
+        realtime.transaction_changed(
+            session,
+            row.user_id,
+            {"id": str(row.id), "type": row.type, "status": row.status, "currency": row.asset},
+        )
 
 
 async def get_transaction(
@@ -232,6 +239,16 @@ async def set_status(
     updated = await get_transaction(session, transaction.id)
     if updated is None:  # pragma: no cover - the caller holds the row lock
         raise LookupError(f"transaction {transaction.id} vanished")
+    realtime.transaction_changed(
+        session,
+        updated.user_id,
+        {
+            "id": str(updated.id),
+            "type": updated.type,
+            "status": updated.status,
+            "currency": updated.asset,
+        },
+    )
     return updated
 
 

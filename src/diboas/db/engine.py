@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -46,6 +48,10 @@ def create_engine(
     )
 
 
-def create_session_factory(engine: AsyncEngine) -> SessionFactory:
-    """Sessions that keep loaded objects usable after commit (responses are built after it)."""
-    return async_sessionmaker(engine, expire_on_commit=False)
+def create_session_factory(
+    engine: AsyncEngine, *, info: dict[str, Any] | None = None
+) -> SessionFactory:
+    """Sessions that keep loaded objects usable after commit (responses are built after it).
+
+    ``info`` is handed to every session (the live-updates hub rides there)."""
+    return async_sessionmaker(engine, expire_on_commit=False, info=info)

@@ -7,6 +7,7 @@ import random
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from diboas.db.engine import SessionFactory
@@ -14,6 +15,15 @@ from diboas.db.errors import is_retryable
 from diboas.observability.metrics import DB_TRANSACTION_RETRIES
 
 T = TypeVar("T")
+
+_AFTER_COMMIT = "after_commit"
+log = structlog.get_logger(__name__)
+
+
+def after_commit(session: AsyncSession, hook: Callable[[], Awaitable[None]]) -> None:
+    """Run ``hook`` once the session's transaction has committed (never if it rolls back)."""
+    session.info.setdefault(_AFTER_COMMIT, []).append(hook)
+
 
 _BACKOFF_BASE_SECONDS = 0.002
 _BACKOFF_CAP_SECONDS = 0.2
@@ -35,8 +45,15 @@ async def run_in_transaction(
     attempt = 0
     while True:
         try:
-            async with sessions() as session, session.begin():
-                return await work(session)
+            async with sessions() as session:
+                async with session.begin():
+                    result = await work(session)
+                for hook in session.info.pop(_AFTER_COMMIT, []):
+                    try:
+                        await hook()
+                    except Exception:  # committed already: a failed hook must not undo it
+                        log.exception("after-commit hook failed")
+                return result
         except Exception as exc:
             if not is_retryable(exc) or attempt >= max_retries:
                 raise

@@ -28,6 +28,7 @@ from diboas.ledger.models import (
     OwnerType,
 )
 from diboas.observability.metrics import LEDGER_ENTRIES
+from diboas.realtime import events as realtime
 
 open_account = repository.open_account
 get_account = repository.get_account
@@ -101,6 +102,8 @@ async def post_entry(
         metadata=metadata,
     )
     LEDGER_ENTRIES.labels(kind).inc()
+    for owner in {a.owner_id for a, _ in postings if a.owner_type is OwnerType.USER}:
+        realtime.balance_changed(session, owner)
     return entry
 
 
