@@ -3,10 +3,16 @@ sits exactly at that price (no spread), so every figure can be worked out by han
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import httpx
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from diboas.db.engine import SessionFactory
 from diboas.market.prices import FEED_SERVICE, PRICES_SERVICE, PriceService
 from diboas.providers.exchange import (
     ExchangeOrder,
@@ -18,6 +24,7 @@ from diboas.providers.exchange import (
 from diboas.providers.exchange_routing import VENUES_SERVICE
 from diboas.providers.market import SandboxAsset, SandboxPriceFeed
 from diboas.providers.resilience import CircuitBreaker, Failover, ProviderSlot, RetryPolicy
+from tests.banking.helpers import customer, fund
 
 AT = datetime(2026, 5, 6, 7, 8, 9, tzinfo=UTC)
 
@@ -84,3 +91,26 @@ class LostAnswer:
         if self.place:
             await self.inner.market_order(asset, side, **kw)  # type: ignore[arg-type]
         raise ExchangeUnavailableError("connection reset", provider=self.name)
+
+
+async def investing_balance(engine: AsyncEngine, user_id: uuid.UUID, asset: str = "BTC") -> Decimal:
+    """A user's investing balance of an asset (available + held)."""
+    async with engine.connect() as conn:
+        value = (
+            await conn.execute(
+                text("""SELECT coalesce(sum(b.balance), 0) FROM balances b
+                          JOIN accounts a ON a.id = b.account_id
+                         WHERE a.owner_id = :id AND a.domain = 'investing' AND a.asset = :asset"""),
+                {"id": user_id, "asset": asset},
+            )
+        ).scalar_one()
+    return Decimal(value)
+
+
+async def funded(
+    client: httpx.AsyncClient, engine: AsyncEngine, sessions: SessionFactory, amount: str
+) -> dict[str, Any]:
+    """A signed-in tier-1 customer with ``amount`` USD in Banking."""
+    user = await customer(client, engine)
+    await fund(sessions, user["id"], amount)
+    return user
