@@ -12,14 +12,14 @@ from typing import Any
 import httpx
 import pytest
 from pydantic import SecretStr
-from sqlalchemy import text
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from diboas.api.app import create_app
 from diboas.db.urls import plain_url
 from diboas.ledger.verify import verify_ledger
-from tests.api.conftest import _client, mailbox, settings_for_tests, sign_up
+from tests.api.conftest import _client, mailbox, settings_for_tests
+from tests.banking.helpers import customer
 from tests.orchestration.fault_proxy import FaultProxy
 from tests.providers.conftest import LOCALSTRIPE_API_KEY, localstripe
 
@@ -61,13 +61,8 @@ async def faulty_client(
 
 
 async def approved_user(client: httpx.AsyncClient, engine: AsyncEngine) -> dict[str, Any]:
-    account = await sign_up(client)
-    async with engine.begin() as conn:
-        await conn.execute(
-            text("UPDATE users SET kyc_tier = 1, kyc_status = 'approved' WHERE email = :e"),
-            {"e": account["email"]},
-        )
-    return account
+    """A signed-in customer whose KYC is approved (tier 1)."""
+    return await customer(client, engine)
 
 
 async def card_deposit(
