@@ -151,7 +151,13 @@ class ChainRpc(Protocol):
     async def token_balance(self, token: str, address: str) -> int: ...
     async def estimate(self, sender: str, *, to: str, data: str, value: int = 0) -> GasQuote: ...
     async def send(
-        self, signer: LocalAccount, *, to: str | None, data: str = "0x", value: int = 0
+        self,
+        signer: LocalAccount,
+        *,
+        to: str | None,
+        data: str = "0x",
+        value: int = 0,
+        extra_gas: int = 0,
     ) -> TxReceipt: ...
     async def receipt(self, tx_hash: str) -> TxReceipt | None: ...
     async def token_transfers(

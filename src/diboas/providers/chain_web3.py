@@ -198,10 +198,13 @@ class Web3Chain:
         data: str,
         value: int = 0,
         state_override: dict[str, Any] | None = None,
+        extra_gas: int = 0,
     ) -> GasQuote:
         """Gas for a transaction against the latest mined state (every step waits for the
         previous one's receipt), or that state with ``state_override`` applied (what a
-        transaction would cost after an earlier step of the same operation)."""
+        transaction would cost after an earlier step of the same operation). ``extra_gas`` is
+        added to the limit for work the estimate cannot see (it runs in the latest block's
+        context, so time-dependent writes of the next block are missing from it)."""
         tx: dict[str, Any] = {"from": to_checksum_address(sender), "data": data, "value": value}
         if to:
             tx["to"] = to_checksum_address(to)
@@ -216,7 +219,8 @@ class Web3Chain:
         except Web3RPCError as exc:
             raise ChainTransactionError(f"the node refused to estimate: {exc.message}") from exc
         max_fee, tip = await self.fees()
-        return GasQuote(math.ceil(Decimal(gas) * self.gas_limit_margin), max_fee, tip)
+        limit = math.ceil(Decimal(gas) * self.gas_limit_margin) + extra_gas
+        return GasQuote(limit, max_fee, tip)
 
     async def storage_read_by(self, sender: str, *, to: str, data: str) -> dict[str, list[str]]:
         """The storage slots a call reads, by contract (``eth_createAccessList``)."""
@@ -233,11 +237,18 @@ class Web3Chain:
         return int.from_bytes(raw, "big")
 
     async def send(
-        self, signer: LocalAccount, *, to: str | None, data: str = "0x", value: int = 0
+        self,
+        signer: LocalAccount,
+        *,
+        to: str | None,
+        data: str = "0x",
+        value: int = 0,
+        extra_gas: int = 0,
     ) -> TxReceipt:
-        """Estimate, sign with the next nonce of ``signer``, send, and wait for the receipt."""
+        """Estimate (see ``estimate`` for ``extra_gas``), sign with the next nonce of
+        ``signer``, send, and wait for the receipt."""
         sender = signer.address
-        quote = await self.estimate(sender, to=to, data=data, value=value)
+        quote = await self.estimate(sender, to=to, data=data, value=value, extra_gas=extra_gas)
         tx: dict[str, Any] = {
             "chainId": await self.chain_id(),
             "data": data,
@@ -341,6 +352,15 @@ class Web3Chain:
         except Exception as exc:  # noqa: BLE001 - the reason is a courtesy; the revert is certain
             log.info(
                 "no revert reason for a mined revert", tx_hash=receipt.tx_hash, error=repr(exc)
+            )
+            return ChainRevertedError("reverted when mined", tx_hash=receipt.tx_hash)
+        if receipt.gas_used * 10 >= int(tx["gas"]) * 9:
+            # The same call succeeds when gas is not limited, and this one used (nearly) all
+            # of its limit — a nested call keeps back 1/64 — so it ran out of gas.
+            return ChainRevertedError(
+                f"out of gas ({receipt.gas_used} of {tx['gas']})",
+                error_name="OutOfGas",
+                tx_hash=receipt.tx_hash,
             )
         return ChainRevertedError("reverted when mined", tx_hash=receipt.tx_hash)
 

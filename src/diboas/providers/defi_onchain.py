@@ -28,6 +28,10 @@ from diboas.providers.defi import (
 )
 
 MAX_UINT256 = 2**256 - 1
+# A pair's first trade in a new second writes its two cumulative-price slots (the TWAP oracle),
+# from zero on a new pool: 2 × 22,100 gas that an estimate made in the latest block's second
+# does not see. Added to every swap's limit (only gas used is paid).
+UNISWAP_ORACLE_UPDATE_GAS = 2 * 22_100
 
 
 async def _allowance_override(
@@ -59,11 +63,12 @@ async def _gas_after_approval(
     *,
     to: str,
     data: str,
+    extra_gas: int = 0,
 ) -> GasQuote:
     """Gas for a step that spends ``raw_amount`` of ``token``, plus its approval if the current
     allowance is short (the step then estimated as if the approval were mined)."""
     if int(await token.read("allowance", owner, spender)) >= raw_amount:
-        return await chain.estimate(owner, to=to, data=data)
+        return await chain.estimate(owner, to=to, data=data, extra_gas=extra_gas)
     approve = await chain.estimate(
         owner, to=token.address, data=token.encode("approve", spender, raw_amount)
     )
@@ -73,7 +78,10 @@ async def _gas_after_approval(
             "this step cannot be estimated before its approval is mined",
             code="chain_estimate_unavailable",
         )
-    return approve.then(await chain.estimate(owner, to=to, data=data, state_override=override))
+    step = await chain.estimate(
+        owner, to=to, data=data, state_override=override, extra_gas=extra_gas
+    )
+    return approve.then(step)
 
 
 def _fees(*receipts: TxReceipt) -> tuple[tuple[str, ...], int]:
@@ -262,12 +270,15 @@ class UniswapV2Swap:
             raw_in,
             to=self.router.address,
             data=data,
+            extra_gas=UNISWAP_ORACLE_UPDATE_GAS,
         )
 
     async def swap(self, owner: LocalAccount, quote: SwapQuote, *, deadline: int) -> SwapResult:
         token_in, raw_in, data = self._swap_call(owner.address, quote, deadline)
         receipts = await _approve_if_short(token_in, owner, self.router.address, raw_in)
-        receipt = await self.chain.send(owner, to=self.router.address, data=data)
+        receipt = await self.chain.send(
+            owner, to=self.router.address, data=data, extra_gas=UNISWAP_ORACLE_UPDATE_GAS
+        )
         address_out, scale_out = self._token(quote.asset_out)
         token_out = Contract(self.chain, address_out, self._erc20_abi)
         raw_out = sum(
