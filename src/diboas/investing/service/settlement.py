@@ -37,7 +37,10 @@ Postings = list[tuple[Account, Decimal]]
 
 
 async def _platform(session: AsyncSession, asset: str, kind: AccountKind) -> Account:
-    shard = random.randrange(FEE_SHARDS) if kind is AccountKind.FEES else 0  # noqa: S311 - load spreading
+    # Every trade touches the platform's fee, clearing and external accounts: each is split
+    # into shards (summed on read) so that concurrent trades lock different rows. A trade's
+    # clearing account is looked up once, so it empties the same shard it filled.
+    shard = random.randrange(FEE_SHARDS)  # noqa: S311 - load spreading, not security
     return await ledger.platform_account(session, asset=asset, kind=kind, shard=shard)
 
 
