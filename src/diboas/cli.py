@@ -103,12 +103,15 @@ def serve() -> None:
 @main.command()
 def run() -> None:
     """All in one: database (embedded unless configured), migrations, demo data, the server."""
+    from diboas.chain import setup as chain_setup
     from diboas.db.migrate import upgrade
 
     settings = get_settings()
     _configure(settings)
     with database(settings) as url:
         asyncio.run(upgrade(url, months_ahead=settings.partition_months_ahead))
+        # With DIBOAS_CHAIN_RPC_URL: the platform's contracts, deployed once (nothing without).
+        settings = chain_setup.prepare(settings)
         if settings.demo_data and settings.env != "production":
             summary = asyncio.run(_seed_demo(url))
             click.echo(
