@@ -31,6 +31,7 @@ def _api_routers() -> list[Any]:
     from diboas.banking.admin_endpoints import router as banking_admin
     from diboas.banking.endpoints import router as banking
     from diboas.compliance.endpoints import router as compliance
+    from diboas.defi.endpoints import router as defi
     from diboas.fees.endpoints import router as fees
     from diboas.identity.endpoints import router as identity
     from diboas.investing.endpoints import router as investing
@@ -51,6 +52,7 @@ def _api_routers() -> list[Any]:
         webhooks,
         investing,
         realtime,
+        defi,
     ]
 
 

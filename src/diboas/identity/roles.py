@@ -31,6 +31,8 @@ _OWN_MONEY = frozenset(
         "transactions:read",
         "fees:quote",
         "market:read",
+        "defi:read",
+        "defi:invest",
     }
 )
 

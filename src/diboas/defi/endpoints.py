@@ -1,0 +1,409 @@
+"""/api/v1 routes of the DeFi package: the strategy catalog, the risk profile, investing,
+positions and withdrawals.
+
+Investing and withdrawing take an optional ``Idempotency-Key`` like banking's movements: the
+first answer (success or refusal) is stored with its effect and replayed for the same key and
+body. Gas is estimated (``VaultProtocol.estimate_gas``) and priced in USD before the
+movement's transaction, and shown as the ``network`` part of the fee.
+"""
+
+from __future__ import annotations
+
+import uuid
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Request, Response
+from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from diboas.api.deps import DatabaseDep, SettingsDep
+from diboas.banking.repository import Transaction
+from diboas.compliance import audit
+from diboas.defi import repository, schemas
+from diboas.defi import tasks as _tasks  # noqa: F401 - registers the jobs movements stage
+from diboas.defi.errors import (
+    ExceedsPositionError,
+    RiskNotAcknowledgedError,
+    StrategyNotFoundError,
+    VaultRefusedError,
+    VaultUnavailableError,
+)
+from diboas.defi.protocols import gas_usd, omnibus_for, prices_for, vaults_for
+from diboas.defi.repository import Position, Strategy
+from diboas.defi.service import catalog, movements, valuation
+from diboas.defi.service.movements import Accepted, WithdrawalPlan
+from diboas.identity.dependencies import CurrentCaller, requires
+from diboas.kit.money import format_amount, parse_amount
+from diboas.ledger.idempotency import IdempotencyPolicy, run_idempotent
+from diboas.providers.chain import GasQuote
+from diboas.providers.defi import VaultOperation, VaultProtocol
+from diboas.providers.resilience import ProviderError
+
+router = APIRouter(tags=["defi"])
+
+READ = "defi:read"
+INVEST = "defi:invest"
+_CENT = Decimal("0.01")
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        description="Makes a retry safe: the same key and body give the first answer again.",
+    ),
+]
+
+
+def _usd(value: Decimal) -> str:
+    return format_amount(value, 2)
+
+
+def movement_out(accepted: Accepted) -> schemas.MovementOut:
+    """A DeFi movement as its owner sees it."""
+    transaction: Transaction = accepted.transaction
+    fee = transaction.metadata.get("fee", {})
+    return schemas.MovementOut(
+        id=transaction.id,
+        status=transaction.status,
+        type=transaction.type,
+        position_id=accepted.position_id,
+        strategy_id=str(transaction.metadata.get("strategy_id", "")),
+        amount=_usd(transaction.amount),
+        currency=transaction.asset,
+        fee=_usd(transaction.fee),
+        fee_breakdown=schemas.FeeOut(
+            **{
+                part: _usd(Decimal(fee.get(part, "0")))
+                for part in ("platform", "provider", "network")
+            }
+        ),
+        created_at=transaction.created_at,
+    )
+
+
+async def _strategy(db: DatabaseDep, strategy_id: str) -> Strategy:
+    strategy = await db.run(lambda s: repository.get_strategy(s, strategy_id))
+    if strategy is None:
+        raise StrategyNotFoundError("no such strategy", details={"strategy_id": strategy_id})
+    return strategy
+
+
+async def _estimate(
+    vault: VaultProtocol, owner: str, operation: VaultOperation, amount: Decimal
+) -> GasQuote:
+    """The vault's gas estimate; what it would refuse is refused here, before any money moves."""
+    try:
+        return await vault.estimate_gas(owner, operation, amount)
+    except ProviderError as error:
+        if error.retryable:
+            raise VaultUnavailableError("the vault cannot be reached now; try again") from error
+        raise VaultRefusedError(
+            "the vault would refuse this", details={"reason": str(error), "code": error.code}
+        ) from error
+
+
+async def _idempotent(
+    request: Request,
+    db: DatabaseDep,
+    caller_id: uuid.UUID,
+    key: str | None,
+    body: dict[str, Any] | None,
+    work: Any,
+) -> JSONResponse:
+    if key is None:
+        status_code, content = await db.run(work)
+        replayed = False
+    else:
+        stored = await run_idempotent(
+            db.sessions,
+            scope=f"user:{caller_id}",
+            key=key,
+            request={"method": request.method, "path": request.url.path, "body": body},
+            work=work,
+            policy=IdempotencyPolicy.from_settings(db.settings),
+        )
+        status_code, content, replayed = stored.status_code, stored.body, stored.replayed
+    if replayed and isinstance(content, dict) and isinstance(content.get("error"), dict):
+        request_id = getattr(request.state, "request_id", None)
+        content = {"error": {**content["error"], "request_id": request_id}}
+    headers = {"Idempotent-Replayed": "true"} if replayed else None
+    return JSONResponse(content, status_code=status_code, headers=headers)
+
+
+@router.get("/defi/strategies", dependencies=[requires(READ)], summary="The strategy catalog")
+async def list_strategies(
+    request: Request, db: DatabaseDep, settings: SettingsDep
+) -> list[schemas.StrategyOut]:
+    vaults = vaults_for(request.app.state.services, settings)
+
+    async def read(session: AsyncSession) -> list[catalog.StrategyView]:
+        return [
+            await catalog.view(session, settings, strategy, vaults.get(strategy.vault))
+            for strategy in await repository.list_strategies(session)
+        ]
+
+    return [
+        schemas.StrategyOut(
+            id=v.strategy.id,
+            name=v.strategy.name,
+            description=v.strategy.description,
+            protocol=v.strategy.protocol,
+            asset=v.strategy.asset,
+            apy=str(v.apy),
+            apy_source=v.apy_source,
+            share_price=None if v.share_price is None else str(v.share_price),
+            risk_score=v.strategy.risk_score,
+            lockup_days=v.strategy.lockup_days,
+            min_amount=_usd(v.strategy.min_amount),
+            currency="USD",
+            available=v.available,
+        )
+        for v in await db.run(read)
+    ]
+
+
+@router.get("/defi/risk-profile", dependencies=[requires(READ)], summary="Your DeFi risk profile")
+async def get_risk_profile(caller: CurrentCaller, db: DatabaseDep) -> schemas.RiskProfileOut:
+    found = await db.run(lambda s: repository.get_risk_profile(s, caller.id))
+    if found is None:
+        return schemas.RiskProfileOut(max_risk_score=catalog.DEFAULT_MAX_RISK, source="default")
+    return schemas.RiskProfileOut(max_risk_score=found, source="set")
+
+
+@router.put(
+    "/defi/risk-profile",
+    dependencies=[requires(INVEST)],
+    summary="Set the highest strategy risk score you accept",
+)
+async def set_risk_profile(
+    body: schemas.RiskProfileIn, caller: CurrentCaller, request: Request, db: DatabaseDep
+) -> schemas.RiskProfileOut:
+    context = audit.request_context(request, caller.user)
+
+    async def write(session: AsyncSession) -> None:
+        await repository.set_risk_profile(session, caller.id, body.max_risk_score)
+        await audit.record(
+            session,
+            context,
+            "defi.risk_profile",
+            subject_type="user",
+            subject_id=caller.id,
+            details={"max_risk_score": body.max_risk_score},
+        )
+
+    await db.run(write)
+    return schemas.RiskProfileOut(max_risk_score=body.max_risk_score, source="set")
+
+
+@router.post(
+    "/defi/positions",
+    status_code=201,
+    response_model=schemas.MovementOut,
+    dependencies=[requires(INVEST)],
+    summary="Invest USD from Banking into a strategy",
+)
+async def invest(
+    body: schemas.InvestIn,
+    caller: CurrentCaller,
+    request: Request,
+    db: DatabaseDep,
+    settings: SettingsDep,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    services = request.app.state.services
+    context = audit.request_context(request, caller.user)
+    strategy = await _strategy(db, body.strategy_id)
+    vault = catalog.vault_of(vaults_for(services, settings), strategy)
+    amount = parse_amount(body.amount, 2)
+    owner = await omnibus_for(services, settings, db.sessions)
+    gas = await _estimate(vault, owner.address, "deposit", amount)
+    gas_price_usd = await gas_usd(prices_for(services), gas)
+
+    async def accept(session: AsyncSession) -> tuple[int, Any]:
+        accepted = await movements.invest(
+            session,
+            settings,
+            user_id=caller.id,
+            strategy=strategy,
+            amount_text=body.amount,
+            acknowledge_risk=body.acknowledge_risk,
+            gas_usd=gas_price_usd,
+            vault_name=vault.name,
+            context=context,
+        )
+        return 201, movement_out(accepted).model_dump(mode="json")
+
+    try:
+        return await _idempotent(
+            request, db, caller.id, idempotency_key, body.model_dump(mode="json"), accept
+        )
+    except RiskNotAcknowledgedError as refusal:
+        await audit.record_separately(
+            db.sessions,
+            context,
+            "defi.risk_refused",
+            outcome="failure",
+            subject_type="user",
+            subject_id=caller.id,
+            details=refusal.details,
+        )
+        raise
+
+
+async def _plan(
+    vault: VaultProtocol, owner: str, position: Position, amount: str | None, services: Any
+) -> WithdrawalPlan:
+    if amount is None:
+        shares = position.free_shares
+        expected = (await vault.preview_redeem(shares)).quantize(_CENT, rounding=ROUND_DOWN)
+    else:
+        expected = parse_amount(amount, 2)
+        worth = await vault.preview_redeem(position.free_shares)
+        shares = await vault.preview_withdraw(expected) if expected <= worth else worth + 1
+        if shares > position.free_shares:
+            raise ExceedsPositionError(
+                "the position is worth less than that",
+                details={"position_id": str(position.id), "value": str(worth)},
+            )
+    gas = await _estimate(vault, owner, "redeem", shares)
+    return WithdrawalPlan(shares, expected, await gas_usd(prices_for(services), gas))
+
+
+@router.post(
+    "/defi/positions/{position_id}/withdraw",
+    status_code=201,
+    response_model=schemas.MovementOut,
+    dependencies=[requires(INVEST)],
+    summary="Withdraw part (amount in USD) or all (empty body) of a position to Banking",
+)
+async def withdraw(
+    position_id: uuid.UUID,
+    caller: CurrentCaller,
+    request: Request,
+    db: DatabaseDep,
+    settings: SettingsDep,
+    body: schemas.WithdrawIn | None = None,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    services = request.app.state.services
+    context = audit.request_context(request, caller.user)
+    amount = None if body is None else body.amount
+
+    async def look(session: AsyncSession) -> Position:
+        position = await movements.own_position(session, position_id, caller.id)
+        await movements.check_withdrawable(session, position)
+        return position
+
+    position = await db.run(look)
+    strategy = await _strategy(db, position.strategy_id)
+    vault = catalog.vault_of(vaults_for(services, settings), strategy)
+    owner = await omnibus_for(services, settings, db.sessions)
+    plan = await _plan(vault, owner.address, position, amount, services)
+
+    async def accept(session: AsyncSession) -> tuple[int, Any]:
+        accepted = await movements.withdraw(
+            session,
+            user_id=caller.id,
+            position_id=position_id,
+            plan=plan,
+            whole=amount is None,
+            context=context,
+        )
+        return 201, movement_out(accepted).model_dump(mode="json")
+
+    dumped = None if body is None else body.model_dump(mode="json")
+    return await _idempotent(request, db, caller.id, idempotency_key, dumped, accept)
+
+
+async def _positions_out(
+    request: Request,
+    settings: SettingsDep,
+    positions: list[Position],
+    strategies: dict[str, Strategy],
+) -> schemas.PositionsOut:
+    services = request.app.state.services
+    vaults = vaults_for(services, settings)
+    _, prices = await prices_for(services).prices_for({s.asset for s in strategies.values()})
+    items, total = [], Decimal(0)
+    for position in positions:
+        strategy = strategies[position.strategy_id]
+        valued = valuation.Valued(
+            position, await valuation.value_of(vaults.get(strategy.vault), position)
+        )
+        worth = (valued.value * prices[strategy.asset]).quantize(_CENT, rounding=ROUND_HALF_EVEN)
+        if position.status in ("pending", "batched", "open"):
+            total += worth
+        scale = strategy.scale
+        items.append(
+            schemas.PositionOut(
+                id=position.id,
+                strategy_id=position.strategy_id,
+                status=position.status,
+                asset=strategy.asset,
+                shares=format_amount(position.shares, scale),
+                withdrawing_shares=format_amount(position.withdrawing_shares, scale),
+                principal=format_amount(position.principal, scale),
+                value=format_amount(valued.value, scale),
+                accrued_yield=format_amount(valued.accrued_yield, scale),
+                value_usd=_usd(worth),
+                locked_until=position.locked_until,
+                deposit_transaction_id=position.deposit_transaction_id,
+                created_at=position.created_at,
+            )
+        )
+    return schemas.PositionsOut(items=items, total_value_usd=_usd(total))
+
+
+async def _read_positions(
+    db: DatabaseDep, user_id: uuid.UUID, position_id: uuid.UUID | None
+) -> tuple[list[Position], dict[str, Strategy]]:
+    async def read(session: AsyncSession) -> tuple[list[Position], dict[str, Strategy]]:
+        if position_id is None:
+            positions = await repository.list_positions(session, user_id)
+        else:
+            positions = [await movements.own_position(session, position_id, user_id)]
+        strategies = {}
+        for strategy_id in {p.strategy_id for p in positions}:
+            found = await repository.get_strategy(session, strategy_id)
+            if found is None:
+                raise StrategyNotFoundError(
+                    "no such strategy", details={"strategy_id": strategy_id}
+                )
+            strategies[strategy_id] = found
+        return positions, strategies
+
+    return await db.run(read)
+
+
+@router.get(
+    "/defi/positions",
+    dependencies=[requires(READ)],
+    summary="Your positions, valued at the vault's share price now",
+)
+async def list_positions(
+    caller: CurrentCaller,
+    request: Request,
+    db: DatabaseDep,
+    settings: SettingsDep,
+    response: Response,
+) -> schemas.PositionsOut:
+    response.headers["Cache-Control"] = "no-store"
+    positions, strategies = await _read_positions(db, caller.id, None)
+    return await _positions_out(request, settings, positions, strategies)
+
+
+@router.get(
+    "/defi/positions/{position_id}", dependencies=[requires(READ)], summary="One of your positions"
+)
+async def get_position(
+    position_id: uuid.UUID,
+    caller: CurrentCaller,
+    request: Request,
+    db: DatabaseDep,
+    settings: SettingsDep,
+    response: Response,
+) -> schemas.PositionOut:
+    response.headers["Cache-Control"] = "no-store"
+    positions, strategies = await _read_positions(db, caller.id, position_id)
+    return (await _positions_out(request, settings, positions, strategies)).items[0]

@@ -1,0 +1,113 @@
+"""DeFi request and response bodies. Amounts travel as decimal strings."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, Field, StringConstraints
+
+from diboas.kit.schemas import StrictModel
+
+Amount = Annotated[str, Field(min_length=1, max_length=40, examples=["250.00"])]
+StrategyId = Annotated[
+    str, StringConstraints(pattern=r"^[a-z0-9-]{2,40}$"), Field(examples=["usdc-core"])
+]
+
+
+class StrategyOut(BaseModel):
+    """A strategy of the catalog. ``apy`` is a fraction (0.05 = 5 %); ``apy_source`` says
+    whether it is derived from the vault's share price history or the configured figure."""
+
+    id: str
+    name: str
+    description: str
+    protocol: str
+    asset: str
+    apy: str
+    apy_source: str
+    share_price: str | None
+    risk_score: int
+    lockup_days: int
+    min_amount: str
+    currency: str
+    available: bool
+
+
+class RiskProfileIn(StrictModel):
+    """The highest strategy risk score (1–5) you accept without acknowledging it."""
+
+    max_risk_score: Annotated[int, Field(ge=1, le=5)]
+
+
+class RiskProfileOut(BaseModel):
+    """Your risk profile; ``max_risk_score`` is 2 by default (``source`` says which)."""
+
+    max_risk_score: int
+    source: str
+
+
+class InvestIn(StrictModel):
+    """Invest ``amount`` USD from your banking balance into a strategy. A strategy riskier
+    than your profile needs ``acknowledge_risk: true``."""
+
+    strategy_id: StrategyId
+    amount: Amount
+    acknowledge_risk: bool = False
+
+
+class WithdrawIn(StrictModel):
+    """Withdraw ``amount`` USD of a position's value; an empty body withdraws all of it."""
+
+    amount: Amount | None = None
+
+
+class FeeOut(BaseModel):
+    """A fee by component, in USD; ``network`` is gas."""
+
+    platform: str
+    provider: str
+    network: str
+
+
+class MovementOut(BaseModel):
+    """A DeFi money movement: ``id`` is its transaction (pollable at
+    ``/api/v1/transactions/{id}``), ``fee`` in USD (estimated until it completes)."""
+
+    id: uuid.UUID
+    status: str
+    type: str
+    position_id: uuid.UUID
+    strategy_id: str
+    amount: str
+    currency: str
+    fee: str
+    fee_breakdown: FeeOut
+    created_at: datetime
+
+
+class PositionOut(BaseModel):
+    """A position: vault shares owned through the platform's omnibus wallet, valued at the
+    vault's share price now. Amounts in the strategy's asset."""
+
+    id: uuid.UUID
+    strategy_id: str
+    status: str
+    asset: str
+    shares: str
+    withdrawing_shares: str
+    principal: str
+    value: str
+    accrued_yield: str
+    value_usd: str
+    locked_until: datetime
+    deposit_transaction_id: uuid.UUID
+    created_at: datetime
+
+
+class PositionsOut(BaseModel):
+    """Your positions, newest first, with their total value in USD."""
+
+    items: list[PositionOut]
+    total_value_usd: str

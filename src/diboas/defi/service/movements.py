@@ -1,0 +1,314 @@
+"""Investing into a strategy and withdrawing from a position, as accepted in the request.
+
+Both are sagas (``orchestration.saga``). Nothing here calls the vault: the caller estimated
+the gas before (``VaultProtocol.estimate_gas``, priced in USD) and hands in the figures; the
+vault is acted on by jobs (``settlement``). Each runs in the request's one transaction: the
+user's row lock, the risk rule, the fee, the hold, the transaction row, the position, the
+first saga step, the staged job and the audit rows commit together or not at all.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import ROUND_DOWN, Decimal
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from diboas.banking import repository as transactions
+from diboas.banking.repository import NewTransaction, Transaction
+from diboas.banking.service import reversals
+from diboas.banking.service.common import banking_account, fee_record, lock_user
+from diboas.compliance import audit
+from diboas.compliance.audit import AuditContext
+from diboas.defi import repository
+from diboas.defi.errors import (
+    BelowMinimumError,
+    ExceedsPositionError,
+    FeeExceedsAmountError,
+    PositionLockedError,
+    PositionNotFoundError,
+    PositionNotOpenError,
+)
+from diboas.defi.repository import Position, Strategy
+from diboas.defi.service.catalog import check_risk
+from diboas.fees import service as fees
+from diboas.fees.service import FeeBreakdown
+from diboas.identity.repository import User
+from diboas.kit.ids import uuid7, uuid7_time
+from diboas.kit.money import parse_amount, quantum
+from diboas.ledger import holds
+from diboas.orchestration import saga
+from diboas.orchestration.jobs import stage
+from diboas.orchestration.saga import SagaState
+from diboas.settings import Settings
+
+DEPOSIT_BATCH_JOB = "defi.deposit_batch"
+WITHDRAW_JOB = "defi.withdraw"
+CURRENCY = "USD"
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """A DeFi movement as accepted: its transaction and position."""
+
+    transaction: Transaction
+    position_id: uuid.UUID
+
+
+async def _fee(
+    session: AsyncSession, user: User, operation: str, amount: Decimal, gas_usd: Decimal, vault: str
+) -> FeeBreakdown:
+    schedule = await fees.compute(
+        session, operation=operation, amount=amount, currency=CURRENCY, tier=user.kyc_tier
+    )
+    # The network component is the gas estimated for the vault transaction, in USD.
+    return FeeBreakdown(CURRENCY, schedule.platform, schedule.provider, gas_usd, vault)
+
+
+async def invest(
+    session: AsyncSession,
+    settings: Settings,
+    *,
+    user_id: uuid.UUID,
+    strategy: Strategy,
+    amount_text: str,
+    acknowledge_risk: bool,
+    gas_usd: Decimal,
+    vault_name: str,
+    context: AuditContext,
+) -> Accepted:
+    """Accept an investment: amount + fee + estimated gas held from banking USD; the deposit
+    waits for the strategy's next batch (``defi.deposit_batch``)."""
+    amount = parse_amount(amount_text, 2)
+    if amount < strategy.min_amount:
+        raise BelowMinimumError(
+            f"this strategy takes at least {strategy.min_amount} USD",
+            details={"strategy_id": strategy.id, "min_amount": str(strategy.min_amount)},
+        )
+    user = await lock_user(session, user_id)
+    await reversals.ensure_not_frozen(session, user.id, CURRENCY)
+    max_risk = await repository.get_risk_profile(session, user.id)
+    limit, acknowledged = check_risk(strategy, max_risk, acknowledged=acknowledge_risk)
+    transaction_id, position_id = uuid7(), uuid.uuid4()
+    fee = await _fee(session, user, "defi_deposit", amount, gas_usd, vault_name)
+    hold = await holds.place_hold(
+        session,
+        account=await banking_account(session, user.id, CURRENCY),
+        amount=amount + fee.total,
+        ttl=timedelta(seconds=settings.hold_default_ttl_seconds),
+        reference=f"txn:{transaction_id}",
+    )
+    await transactions.insert_transactions(
+        session,
+        [
+            NewTransaction(
+                id=transaction_id,
+                user_id=user.id,
+                type="defi_deposit",
+                status="pending",
+                domain="defi",
+                asset=CURRENCY,
+                amount=amount,
+                fee=fee.total,
+                provider=vault_name,
+                hold_id=hold.id,
+                description=strategy.name,
+                metadata={
+                    "fee": fee_record(fee),
+                    "strategy_id": strategy.id,
+                    "position_id": str(position_id),
+                    "gas_estimate_usd": str(gas_usd),
+                },
+            )
+        ],
+    )
+    # The strategy's asset is a USD stablecoin taken at par: the principal is the amount.
+    principal = amount.quantize(quantum(strategy.scale))
+    await repository.insert_position(
+        session,
+        position_id=position_id,
+        user_id=user.id,
+        strategy=strategy,
+        principal=principal,
+        transaction_id=transaction_id,
+    )
+    await saga.advance(
+        session,
+        transaction_id,
+        uuid7_time(transaction_id),
+        None,
+        SagaState.ACCEPTED,
+        hold_id=str(hold.id),
+        held=str(amount + fee.total),
+        position_id=str(position_id),
+    )
+    await stage(
+        session,
+        DEPOSIT_BATCH_JOB,
+        {"strategy_id": strategy.id},
+        delay=timedelta(seconds=settings.defi_batch_window_seconds),
+    )
+    if acknowledged:
+        await audit.record(
+            session,
+            context,
+            "defi.risk_acknowledged",
+            subject_type="transaction",
+            subject_id=transaction_id,
+            details={
+                "strategy_id": strategy.id,
+                "risk_score": strategy.risk_score,
+                "max_risk_score": limit,
+            },
+        )
+    await audit.record(
+        session,
+        context,
+        "defi.deposit",
+        subject_type="transaction",
+        subject_id=transaction_id,
+        details={"amount": str(amount), "strategy_id": strategy.id, "hold_id": str(hold.id)},
+    )
+    found = await transactions.get_transaction(session, transaction_id)
+    assert found is not None  # noqa: S101 - just written
+    return Accepted(found, position_id)
+
+
+@dataclass(frozen=True, slots=True)
+class WithdrawalPlan:
+    """What a withdrawal redeems, worked out from the vault before the transaction: the
+    shares, the USD it is expected to pay, and the gas estimate in USD."""
+
+    shares: Decimal
+    expected: Decimal
+    gas_usd: Decimal
+
+
+def portion(total: Decimal, part: Decimal, whole: Decimal, scale: int) -> Decimal:
+    """``total`` × part / whole, rounded down to ``scale`` (all of it when part is whole)."""
+    if part == whole:
+        return total
+    return (total * part / whole).quantize(quantum(scale), rounding=ROUND_DOWN)
+
+
+async def _check_open(session: AsyncSession, position: Position) -> None:
+    if position.status != "open" or position.free_shares <= 0:
+        raise PositionNotOpenError(
+            "this position cannot be withdrawn from now",
+            details={"position_id": str(position.id), "status": position.status},
+        )
+    locked = (
+        await session.execute(text("SELECT now() < :until"), {"until": position.locked_until})
+    ).scalar_one()
+    if locked:
+        raise PositionLockedError(
+            "this position is in its lock-up period",
+            details={"position_id": str(position.id), "locked_until": str(position.locked_until)},
+        )
+
+
+async def own_position(
+    session: AsyncSession, position_id: uuid.UUID, user_id: uuid.UUID, *, lock: bool = False
+) -> Position:
+    """The caller's position, or 404 (another user's too)."""
+    position = await repository.get_position(session, position_id, user_id=user_id, lock=lock)
+    if position is None:
+        raise PositionNotFoundError("no such position", details={"position_id": str(position_id)})
+    return position
+
+
+async def check_withdrawable(session: AsyncSession, position: Position) -> None:
+    """Refuse a position that is not open or still locked (checked again under its lock)."""
+    await _check_open(session, position)
+
+
+async def withdraw(
+    session: AsyncSession,
+    *,
+    user_id: uuid.UUID,
+    position_id: uuid.UUID,
+    plan: WithdrawalPlan,
+    whole: bool,
+    context: AuditContext,
+) -> Accepted:
+    """Accept a withdrawal: the shares are set aside on the position, and ``defi.withdraw``
+    redeems them; the USD (less fee and gas) reaches banking when the vault has paid."""
+    user = await lock_user(session, user_id)
+    position = await own_position(session, position_id, user.id, lock=True)
+    await _check_open(session, position)
+    shares = position.free_shares if whole else plan.shares
+    if shares > position.free_shares:
+        raise ExceedsPositionError(
+            "the position is worth less than that",
+            details={"position_id": str(position.id), "shares": str(position.free_shares)},
+        )
+    fee = await _fee(session, user, "defi_withdraw", plan.expected, plan.gas_usd, "vault")
+    if fee.total >= plan.expected:
+        raise FeeExceedsAmountError(
+            "the fee and gas would take the whole withdrawal",
+            details={"amount": str(plan.expected), "fee": str(fee.total)},
+        )
+    strategy = await repository.get_strategy(session, position.strategy_id)
+    scale = 6 if strategy is None else strategy.scale
+    booked = portion(position.booked_value, shares, position.shares, scale)
+    principal = portion(position.principal, shares, position.shares, scale)
+    transaction_id = uuid7()
+    await transactions.insert_transactions(
+        session,
+        [
+            NewTransaction(
+                id=transaction_id,
+                user_id=user.id,
+                type="defi_withdraw",
+                status="pending",
+                domain="defi",
+                asset=CURRENCY,
+                amount=plan.expected,
+                fee=fee.total,
+                provider="vault",
+                description=position.strategy_id,
+                metadata={
+                    "fee": fee_record(fee),
+                    "strategy_id": position.strategy_id,
+                    "position_id": str(position.id),
+                    "shares": str(shares),
+                    "gas_estimate_usd": str(plan.gas_usd),
+                },
+            )
+        ],
+    )
+    await repository.insert_withdrawal(
+        session,
+        transaction_id=transaction_id,
+        position_id=position.id,
+        shares=shares,
+        booked_value=booked,
+        principal=principal,
+    )
+    await repository.update_position(
+        session, position.id, withdrawing_shares=position.withdrawing_shares + shares
+    )
+    await saga.advance(
+        session,
+        transaction_id,
+        uuid7_time(transaction_id),
+        None,
+        SagaState.ACCEPTED,
+        position_id=str(position.id),
+        shares=str(shares),
+    )
+    await stage(session, WITHDRAW_JOB, {"transaction_id": str(transaction_id)})
+    await audit.record(
+        session,
+        context,
+        "defi.withdraw",
+        subject_type="transaction",
+        subject_id=transaction_id,
+        details={"position_id": str(position.id), "shares": str(shares), "whole": whole},
+    )
+    found = await transactions.get_transaction(session, transaction_id)
+    assert found is not None  # noqa: S101 - just written
+    return Accepted(found, position.id)

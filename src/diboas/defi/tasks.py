@@ -1,0 +1,41 @@
+"""DeFi's durable jobs: the batched vault deposit, the withdrawal's redemption, and the
+periodic yield booking. Each is idempotent (see ``service.batches`` / ``service.redemptions``:
+claims under row locks, final states checked first)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import structlog
+
+from diboas.defi.service import batches, redemptions, valuation
+from diboas.defi.service.movements import DEPOSIT_BATCH_JOB, WITHDRAW_JOB
+from diboas.orchestration.jobs import JobContext, job, periodic
+
+log = structlog.get_logger(__name__)
+
+
+@job(DEPOSIT_BATCH_JOB)
+async def deposit_batch(context: JobContext, payload: dict[str, Any]) -> None:
+    batch_id = await batches.run_batch(
+        context.sessions, context.services, context.settings, str(payload["strategy_id"])
+    )
+    if batch_id is not None:
+        log.info("defi batch deposited", batch_id=str(batch_id))
+
+
+@job(WITHDRAW_JOB)
+async def withdraw(context: JobContext, payload: dict[str, Any]) -> None:
+    await redemptions.run_withdrawal(
+        context.sessions,
+        context.services,
+        context.settings,
+        uuid.UUID(str(payload["transaction_id"])),
+    )
+
+
+@periodic("defi.accrue_yield", every=lambda settings: settings.defi_accrual_interval_seconds)
+async def accrue_yield(context: JobContext) -> None:
+    """Book the yield of every open position (idempotent: a second run finds nothing new)."""
+    await valuation.accrue(context.sessions, context.services, context.settings)
