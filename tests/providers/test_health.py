@@ -44,7 +44,12 @@ async def test_live_providers_are_healthy_and_unreachable_ones_are_not(localstri
             smtp_port=sink_port,
             smtp_starttls=False,
         )
-        assert await check_all(probes(live), seconds_each=5) == {"stripe": True, "smtp": True}
+        assert await check_all(probes(live), seconds_each=5) == {
+            "stripe": True,
+            "smtp": True,
+            "sandbox-binance": True,  # the default venues quote in process
+            "sandbox-coinbase": True,
+        }
         assert (_gauge("stripe"), _gauge("smtp")) == (1.0, 1.0)
     finally:
         sink.stop()
@@ -58,16 +63,29 @@ async def test_live_providers_are_healthy_and_unreachable_ones_are_not(localstri
         smtp_port=_closed_port(),
         smtp_starttls=False,
     )
-    assert await check_all(probes(dead), seconds_each=5) == {"stripe": False, "smtp": False}
+    health = await check_all(probes(dead), seconds_each=5)
+    assert (health["stripe"], health["smtp"]) == (False, False)
     assert (_gauge("stripe"), _gauge("smtp")) == (0.0, 0.0)
 
 
 async def test_sandboxes_are_healthy_while_their_data_folder_is_usable(tmp_path: Path) -> None:
     usable = Settings(env="test", data_dir=str(tmp_path / "data"))
     health = await check_all(probes(usable), seconds_each=5)
-    assert health == {"payments-sandbox": True, "email-sandbox": True}
+    assert (health["payments-sandbox"], health["email-sandbox"]) == (True, True)
     blocked = tmp_path / "not-a-folder"
     blocked.write_text("a file where the data folder should be")
     health = await check_all(probes(Settings(env="test", data_dir=str(blocked))), seconds_each=5)
-    assert health == {"payments-sandbox": False, "email-sandbox": False}
+    assert (health["payments-sandbox"], health["email-sandbox"]) == (False, False)
     assert _gauge("payments-sandbox") == 0.0
+
+
+async def test_an_exchange_venue_that_does_not_answer_is_unhealthy() -> None:
+    settings = Settings(
+        env="test",
+        exchange_venues="binance",
+        exchange_binance_api_url=f"http://127.0.0.1:{_closed_port()}",
+        exchange_timeout_seconds=2,
+    )
+    health = await check_all(probes(settings), seconds_each=5)
+    assert health["binance"] is False
+    assert _gauge("binance") == 0.0

@@ -31,8 +31,13 @@ _OWN_MONEY = frozenset(
         "transactions:read",
         "fees:quote",
         "market:read",
+        # Use the business app; what a person may do in an organisation is decided by their
+        # role in it (diboas.business.access), not by this global role.
+        "business:access",
         "defi:read",
         "defi:invest",
+        "investing:read",
+        "investing:trade",
     }
 )
 

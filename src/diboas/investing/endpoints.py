@@ -33,8 +33,8 @@ from diboas.market.endpoints import PricesDep
 
 router = APIRouter(tags=["investing"])
 
-TRADE = "banking:transfer"
-READ = "balances:read"
+TRADE = "investing:trade"
+READ = "investing:read"
 
 IdempotencyKey = Annotated[
     str | None,

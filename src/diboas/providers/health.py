@@ -19,6 +19,8 @@ from pathlib import Path
 import aiosmtplib
 import structlog
 
+from diboas.providers.exchange import Exchange
+from diboas.providers.exchange_routing import venue_answers, venue_slots
 from diboas.providers.payments import payment_provider
 from diboas.providers.resilience import PROVIDER_HEALTH
 from diboas.settings import Settings
@@ -36,8 +38,16 @@ class Probe:
 
 def probes(settings: Settings) -> list[Probe]:
     """The checks for the providers the settings configure."""
-    found = [_card_payments(settings), _email(settings)]
-    return [probe for probe in found if probe is not None]
+    return [_card_payments(settings), _email(settings), *_exchanges(settings)]
+
+
+def _exchanges(settings: Settings) -> list[Probe]:
+    # Each venue quotes its first market (the same probe routing uses to skip a sick venue).
+    return [_venue(slot.name, slot.implementation) for slot in venue_slots(settings).slots]
+
+
+def _venue(name: str, venue: Exchange) -> Probe:
+    return Probe(name, lambda: venue_answers(venue))
 
 
 def _card_payments(settings: Settings) -> Probe:
