@@ -70,7 +70,10 @@ class LiveServer:
         self.thread.join(timeout=30)
 
 
-@pytest.fixture(scope="session")
+# Package scope: the server (and its job worker) stops when the browser tests are done. Left
+# running, its worker would keep taking jobs from the shared test database — e.g. the emails
+# a later test waits for in its own SMTP sink.
+@pytest.fixture(scope="package")
 def live_server(database_url: URL, mailbox: tuple[Mailbox, int]) -> Iterator[LiveServer]:
     app = create_app(settings_for_tests(mailbox[1]), database_url=plain_url(database_url))
     server = LiveServer(app, _free_port())

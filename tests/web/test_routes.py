@@ -3,6 +3,7 @@ route walk (and its list of public API routes) is untouched by the web apps."""
 
 from __future__ import annotations
 
+import httpx
 from starlette.routing import Route
 
 from diboas.api.app import create_app, iter_api_routes
@@ -21,6 +22,7 @@ EXPECTED_PUBLIC = {
     "/fees",
     "/learn",
     "/learn/{slug}",
+    "/app/{path:path}",  # the 404 page for addresses under /app that are no page
 }
 EXPECTED_GUEST = {"/app/signup", "/app/login", "/app/forgot-password"}
 # The pages emailed links lead to: reachable signed in or not.
@@ -43,8 +45,10 @@ def test_every_web_route_declares_its_access() -> None:
     assert all(
         r.access not in (PUBLIC, GUEST, OPEN)
         for r in routes
-        if r.path.startswith("/app") and r.path not in EXPECTED_GUEST | EXPECTED_OPEN
+        if r.path.startswith("/app")
+        and r.path not in EXPECTED_GUEST | EXPECTED_OPEN | {"/app/{path:path}"}
     )
+    assert routes[-1].path == "/app/{path:path}"  # last: it only sees what nothing matched
 
 
 def test_the_app_serves_only_declared_plain_routes() -> None:
@@ -70,3 +74,14 @@ def test_every_template_compiles() -> None:
     for name in names:
         env.get_template(name)  # raises on a syntax error
     assert env.from_string("{{ x }}").render(x="<b>") == "&lt;b&gt;"
+
+
+async def test_an_unknown_app_address_is_a_404_page(client: httpx.AsyncClient) -> None:
+    response = await client.get("/app/no-such-page")
+    assert response.status_code == 404
+    assert "Page not found" in response.text
+    assert response.headers["content-type"].startswith("text/html")
+    # The API keeps its own 404s.
+    api = await client.get("/api/v1/no-such-route")
+    assert api.status_code == 404
+    assert api.json()["error"]["code"] == "not_found"

@@ -21,9 +21,10 @@ from diboas.web.templating import create_environment
 def web_routes() -> list[WebRoute]:
     """Every page of the web apps."""
     from diboas.web.consumer.routes import all_routes as consumer_routes
+    from diboas.web.fallback import routes as fallback
     from diboas.web.marketing.routes import routes as marketing
 
-    return [*marketing.routes, *consumer_routes()]
+    return [*marketing.routes, *consumer_routes(), *fallback.routes]
 
 
 def install(app: FastAPI, settings: Settings) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 from starlette.responses import JSONResponse, Response
 
+from diboas.api.errors import error_response
 from diboas.balances import service as balances
 from diboas.banking import service as banking
 from diboas.banking.repository import HistoryFilter
@@ -298,5 +299,5 @@ async def transaction_status(page: Page) -> Response:
     """What the transaction page's script polls while a movement settles."""
     found = await _one(page)
     if found is None:
-        return JSONResponse({"error": "not_found"}, status_code=404)
+        return error_response(page.request, 404, "not_found", "no such transaction")
     return JSONResponse({"status": found.status, "failure_reason": found.failure_reason})
