@@ -292,3 +292,26 @@ async def test_an_expired_quote_is_refused_on_the_form(
     edit = await client.post("/app/deposit", data={**fields, "step": "edit"})
     assert edit.status_code == 200
     assert 'value="100.00"' in edit.text
+
+
+async def test_a_submission_left_for_review_is_said_so(client: httpx.AsyncClient) -> None:
+    await web_sign_up(client)
+    response = await web_verify(client, last_name="Review")
+    assert "being reviewed by our team" in response.text
+    dashboard = (await client.get("/app")).text
+    assert "Your identity check is being reviewed" in dashboard
+    assert "being reviewed" in (await client.get("/app/kyc")).text
+
+
+async def test_sign_in_returns_to_the_page_that_asked_for_it(client: httpx.AsyncClient) -> None:
+    address = await web_sign_up(client)
+    await post_form(client, "/app/logout", {}, form_page="/app")
+    asked = await client.get("/app/transactions")
+    assert asked.headers["location"] == "/app/login?next=/app/transactions"
+    login = await client.get(asked.headers["location"])
+    assert 'action="/app/login?next=/app/transactions"' in login.text
+    response = await client.post(
+        "/app/login?next=/app/transactions",
+        data={**hidden_fields(login.text), "email": address, "password": STRONG_PASSWORD},
+    )
+    assert response.headers["location"] == "/app/transactions"
