@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Development defaults: good enough on a laptop, refused in production (see below).
@@ -200,8 +201,26 @@ class Settings(BaseSettings):
     hold_default_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=1)
     partition_months_ahead: int = Field(default=3, ge=1, le=24)
 
+    # --- business app ----------------------------------------------------------------
+    # Loopback (127.0.0.0/8, ::1) is on every organisation's IP allow-list: None means in
+    # development and test (DESIGN §4), never in production.
+    business_allow_loopback: bool | None = None
+    # Proxies (CIDRs) whose X-Forwarded-For is believed, e.g. the nginx in front; others' is
+    # ignored and the connection's own address is the client's.
+    business_trusted_proxies: list[str] = Field(default_factory=list)
+    business_payout_max_rows: int = Field(default=1000, ge=1)
+    business_payout_max_bytes: int = Field(default=1_000_000, ge=100)
+    business_export_max_rows: int = Field(default=100_000, ge=1)
+
     # --- demo ------------------------------------------------------------------------
     demo_data: bool = True
+
+    @field_validator("business_trusted_proxies")
+    @classmethod
+    def _trusted_proxies_are_networks(cls, value: list[str]) -> list[str]:
+        for network in value:
+            ipaddress.ip_network(network, strict=False)  # ValueError names the bad entry
+        return value
 
     @model_validator(mode="after")
     def _refuse_default_secrets_in_production(self) -> Settings:

@@ -30,6 +30,7 @@ def _api_routers() -> list[Any]:
     from diboas.balances.endpoints import router as balances
     from diboas.banking.admin_endpoints import router as banking_admin
     from diboas.banking.endpoints import router as banking
+    from diboas.business.endpoints import router as business
     from diboas.compliance.endpoints import router as compliance
     from diboas.defi.endpoints import router as defi
     from diboas.fees.endpoints import router as fees
@@ -53,6 +54,7 @@ def _api_routers() -> list[Any]:
         investing,
         realtime,
         defi,
+        business,
     ]
 
 

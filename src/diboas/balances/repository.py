@@ -1,4 +1,5 @@
-"""The Balance service's SQL: a user's accounts with their balances, now or at an instant.
+"""The Balance service's SQL: an owner's accounts (a user's, or an organisation's treasury)
+with their balances, now or at an instant.
 
 Each read is one statement. It starts from a one-row relation so that a user with no
 accounts still gets the statement's instant (and, for a past instant, its finality).
@@ -26,7 +27,7 @@ _NOW = text(f"""
             FROM accounts a
             JOIN balances b ON b.account_id = a.id
             JOIN assets s ON s.code = a.asset
-           WHERE a.owner_type = 'user' AND a.owner_id = :owner_id
+           WHERE a.owner_type = :owner_type AND a.owner_id = :owner_id
              AND a.domain IN {_CUSTOMER_DOMAINS}
       ) AS h ON true
 """)
@@ -50,7 +51,7 @@ _AS_OF = text(f"""
                  ORDER BY created_at DESC, account_seq DESC
                  LIMIT 1
             ) AS p ON true
-           WHERE a.owner_type = 'user' AND a.owner_id = :owner_id
+           WHERE a.owner_type = :owner_type AND a.owner_id = :owner_id
              AND a.domain IN {_CUSTOMER_DOMAINS}
       ) AS h ON true
 """)
@@ -80,10 +81,18 @@ async def user_balances(
     session: AsyncSession, owner_id: uuid.UUID, at: datetime | None = None
 ) -> Snapshot:
     """Every account of the user with its balance now (``at`` None) or at ``at``."""
+    return await owner_balances(session, "user", owner_id, at)
+
+
+async def owner_balances(
+    session: AsyncSession, owner_type: str, owner_id: uuid.UUID, at: datetime | None = None
+) -> Snapshot:
+    """Every account of an owner (a user or an organisation) with its balance now or at ``at``."""
+    params = {"owner_type": owner_type, "owner_id": owner_id}
     if at is None:
-        result = await session.execute(_NOW, {"owner_id": owner_id})
+        result = await session.execute(_NOW, params)
     else:
-        result = await session.execute(_AS_OF, {"owner_id": owner_id, "at": at})
+        result = await session.execute(_AS_OF, {**params, "at": at})
     rows = result.all()
     accounts = [
         AccountBalance(row.domain, row.asset, row.kind, row.scale, Decimal(row.balance))

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from diboas.balances import repository
 from diboas.balances.repository import Snapshot
-from diboas.ledger.models import AccountKind, Domain
+from diboas.ledger.models import AccountKind, Domain, OwnerType
 
 CUSTOMER_DOMAINS = (Domain.BANKING, Domain.INVESTING, Domain.DEFI)
 _CENT = Decimal("0.01")
@@ -55,9 +55,16 @@ class BalanceSheet:
     assets: list[AssetBalance] = field(default_factory=list)
 
 
-async def snapshot(session: AsyncSession, *, owner_id: uuid.UUID, at: datetime | None) -> Snapshot:
-    """The user's account balances now (``at`` None) or at ``at``, in one statement."""
-    return await repository.user_balances(session, owner_id, at)
+async def snapshot(
+    session: AsyncSession,
+    *,
+    owner_id: uuid.UUID,
+    at: datetime | None,
+    owner_type: OwnerType = OwnerType.USER,
+) -> Snapshot:
+    """The owner's account balances now (``at`` None) or at ``at``, in one statement (a
+    user's by default; an organisation's treasury with ``owner_type``)."""
+    return await repository.owner_balances(session, owner_type.value, owner_id, at)
 
 
 def assets_to_price(snap: Snapshot) -> set[str]:

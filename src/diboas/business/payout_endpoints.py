@@ -1,0 +1,209 @@
+"""/api/v1/business routes for payouts, CSV exports and the organisation's audit log.
+
+A payout file is uploaded (multipart, field ``file``) and answered with its validation report
+(201, nothing moved); ``POST …/payouts/{id}/execute`` pays a ``validated`` batch — once: a
+repeated execution answers 200 with ``Idempotent-Replayed: true`` and moves nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated
+
+from fastapi import APIRouter, File, Query, Request, Response, UploadFile
+from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from diboas.api.deps import DatabaseDep, SettingsDep
+from diboas.business import schemas
+from diboas.business.access import Action, OrgRole, Principal, org_access
+from diboas.business.payouts_repository import PayoutBatch, PayoutRow
+from diboas.business.service import exports, payouts
+from diboas.compliance import audit
+from diboas.kit.money import format_amount
+
+router = APIRouter()
+
+PayoutReader = Annotated[Principal, org_access(Action(OrgRole.VIEWER, "payouts:read"))]
+PayoutWriter = Annotated[Principal, org_access(Action(OrgRole.MEMBER, "payouts:write"))]
+TransactionReader = Annotated[Principal, org_access(Action(OrgRole.VIEWER, "transactions:read"))]
+AuditReader = Annotated[Principal, org_access(Action(OrgRole.ADMIN, "audit:read"))]
+_SCALE = 2
+
+
+def _row_out(row: PayoutRow) -> schemas.PayoutRowOut:
+    return schemas.PayoutRowOut(
+        line=row.line,
+        recipient_email=row.recipient_email,
+        amount=row.amount_text if row.amount is None else format_amount(row.amount, _SCALE),
+        currency=row.currency,
+        note=row.note,
+        status=row.status,
+        error_code=row.error_code,
+        error_message=row.error_message,
+        transaction_id=row.transaction_id,
+    )
+
+
+def _batch_out(
+    batch: PayoutBatch,
+    rows: list[PayoutRow] | None = None,
+    available: Decimal | None = None,
+) -> schemas.PayoutBatchOut:
+    return schemas.PayoutBatchOut(
+        id=batch.id,
+        status=batch.status,
+        currency=batch.currency,
+        total=format_amount(batch.total, _SCALE),
+        row_count=batch.row_count,
+        invalid_count=batch.invalid_count,
+        treasury_available=None if available is None else format_amount(available, _SCALE),
+        filename=batch.filename,
+        created_at=batch.created_at,
+        executed_at=batch.executed_at,
+        rows=None if rows is None else [_row_out(r) for r in rows],
+    )
+
+
+@router.post(
+    "/organisations/{organisation_id}/payouts",
+    status_code=201,
+    summary="Upload a payout CSV: answered with its validation report, nothing moves",
+)
+async def upload_payouts(
+    file: Annotated[UploadFile, File(description="recipient_email,amount,currency,note")],
+    principal: PayoutWriter,
+    request: Request,
+    db: DatabaseDep,
+    settings: SettingsDep,
+) -> schemas.PayoutBatchOut:
+    # One byte past the limit is enough to know the file is too large.
+    content = await file.read(settings.business_payout_max_bytes + 1)
+    context = principal.audit_context(request)
+    validated = await db.run(
+        lambda s: payouts.upload(
+            s, settings, principal, content=content, filename=file.filename, context=context
+        )
+    )
+    return _batch_out(validated.batch, validated.rows, validated.treasury_available)
+
+
+@router.get("/organisations/{organisation_id}/payouts", summary="Recent payout batches")
+async def list_payouts(principal: PayoutReader, db: DatabaseDep) -> list[schemas.PayoutBatchOut]:
+    found = await db.run(lambda s: payouts.recent(s, principal.organisation_id))
+    return [_batch_out(b) for b in found]
+
+
+@router.get(
+    "/organisations/{organisation_id}/payouts/{batch_id}",
+    summary="A payout batch with every row's status",
+)
+async def get_payouts(
+    batch_id: uuid.UUID, principal: PayoutReader, db: DatabaseDep
+) -> schemas.PayoutBatchOut:
+    batch, rows = await db.run(lambda s: payouts.get(s, principal.organisation_id, batch_id))
+    return _batch_out(batch, rows)
+
+
+@router.post(
+    "/organisations/{organisation_id}/payouts/{batch_id}/execute",
+    response_model=schemas.PayoutBatchOut,
+    summary="Pay a validated batch (once: a repeat moves nothing)",
+)
+async def execute_payouts(
+    batch_id: uuid.UUID, principal: PayoutWriter, request: Request, db: DatabaseDep
+) -> Response:
+    context = principal.audit_context(request)
+    batch, rows, replayed = await db.run(
+        lambda s: payouts.execute(s, principal, batch_id=batch_id, context=context)
+    )
+    headers = {"Idempotent-Replayed": "true"} if replayed else None
+    body = _batch_out(batch, rows).model_dump(mode="json")
+    return JSONResponse(body, status_code=200, headers=headers)
+
+
+# --- exports and the audit log ---------------------------------------------------------------
+
+
+def _csv(content: str, filename: str) -> Response:
+    return Response(
+        content,
+        media_type="text/csv; charset=utf-8",
+        headers={
+            "Content-Disposition": f'attachment; filename="{filename}"',
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+@router.get(
+    "/organisations/{organisation_id}/exports/movements.csv",
+    summary="The treasury's ledger movements as CSV",
+    response_class=Response,
+    responses={200: {"content": {"text/csv": {}}}},
+)
+async def export_movements(
+    principal: TransactionReader,
+    request: Request,
+    db: DatabaseDep,
+    settings: SettingsDep,
+    since: Annotated[datetime | None, Query(description="ISO 8601, inclusive")] = None,
+    until: Annotated[datetime | None, Query(description="ISO 8601, exclusive")] = None,
+) -> Response:
+    context = principal.audit_context(request)
+
+    async def export(session: AsyncSession) -> str:
+        content = await exports.movements_csv(
+            session,
+            settings,
+            principal.organisation_id,
+            since=since,
+            until=until,
+        )
+        await audit.record(
+            session,
+            context,
+            "business.export_downloaded",
+            subject_type="organisation",
+            subject_id=principal.organisation_id,
+            details={"export": "movements", **principal.actor_details()},
+        )
+        return content
+
+    content = await db.run(export)
+    return _csv(content, f"diboas-{principal.organisation_id}-movements.csv")
+
+
+@router.get(
+    "/organisations/{organisation_id}/audit-log",
+    summary="The organisation's audit log, newest first",
+)
+async def get_audit_log(
+    principal: AuditReader,
+    db: DatabaseDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    before: Annotated[int | None, Query(ge=1)] = None,
+) -> schemas.AuditPageOut:
+    found = await db.run(
+        lambda s: exports.audit_page(s, principal.organisation_id, limit=limit, before_id=before)
+    )
+    items = [schemas.AuditEntryOut(**asdict(r)) for r in found]
+    return schemas.AuditPageOut(
+        items=items, next_before=found[-1].id if len(found) == limit else None
+    )
+
+
+@router.get(
+    "/organisations/{organisation_id}/exports/audit-log.csv",
+    summary="The organisation's audit log as CSV",
+    response_class=Response,
+    responses={200: {"content": {"text/csv": {}}}},
+)
+async def export_audit_log(
+    principal: AuditReader, db: DatabaseDep, settings: SettingsDep
+) -> Response:
+    content = await db.run(lambda s: exports.audit_csv(s, settings, principal.organisation_id))
+    return _csv(content, f"diboas-{principal.organisation_id}-audit-log.csv")
