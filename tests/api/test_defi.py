@@ -5,6 +5,7 @@ yield, withdrawing part and all, the risk rule, lock-up, refusals. Prices are fi
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from decimal import Decimal
@@ -13,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import text
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -232,6 +234,59 @@ async def test_lockup_refuses_early_withdrawal(
     assert refused.json()["error"]["code"] == "position_locked"
     assert "locked_until" in refused.json()["error"]["details"]
     assert await balance(engine, ada["id"]) == before
+
+    # Once the lock-up is over (moved into the past here), the position can be withdrawn.
+    async with engine.begin() as conn:
+        await conn.execute(
+            text(
+                "UPDATE defi_positions SET locked_until = now() - interval '1 second' WHERE id = :id"
+            ),
+            {"id": movement["position_id"]},
+        )
+    out = await client.post(f"{POSITIONS}/{movement['position_id']}/withdraw", headers=headers)
+    assert out.status_code == 201, out.text
+    assert (await settled(client, headers, out.json()["id"]))["status"] == "completed"
+    await assert_ledger_clean(engine)
+
+
+async def test_apy_from_share_price_history(client: httpx.AsyncClient, engine: AsyncEngine) -> None:
+    ada = await customer(client, engine)
+    # The vault's share price was 0.99 ten days ago and is 1.000000 now.
+    async with engine.begin() as conn:
+        await conn.execute(
+            text("""INSERT INTO defi_share_prices (strategy_id, at, price)
+                    VALUES ('usdc-core', now() - interval '10 days', 0.99)""")
+        )
+    try:
+        strategies = (await client.get(STRATEGIES, headers=ada["headers"])).json()
+    finally:
+        async with engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "DELETE FROM defi_share_prices WHERE price = 0.99 AND strategy_id = 'usdc-core'"
+                )
+            )
+    core = next(s for s in strategies if s["id"] == "usdc-core")
+    # (1 / 0.99 - 1) * 365 / 10, simple annualisation.
+    assert core["apy_source"] == "share_price_history"
+    assert core["apy"] == "0.3687"
+
+
+async def test_two_withdrawals_of_one_position_at_once(
+    client: httpx.AsyncClient, engine: AsyncEngine, sessions: SessionFactory
+) -> None:
+    ada = await _funded(client, engine, sessions, "200.00")
+    headers = ada["headers"]
+    movement = await _invest(client, headers, {"strategy_id": "usdc-core", "amount": "100.00"})
+    path = f"{POSITIONS}/{movement['position_id']}/withdraw"
+    first, second = await asyncio.gather(
+        client.post(path, headers=headers), client.post(path, headers=headers)
+    )
+    assert sorted([first.status_code, second.status_code]) == [201, 409], (first.text, second.text)
+    accepted = first if first.status_code == 201 else second
+    assert (await settled(client, headers, accepted.json()["id"]))["status"] == "completed"
+    assert await account_balance(engine, ada["id"], "defi", "USDC") == 0
+    await assert_ledger_clean(engine)
 
 
 async def test_insufficient_funds_changes_nothing(
