@@ -315,3 +315,23 @@ async def test_sign_in_returns_to_the_page_that_asked_for_it(client: httpx.Async
         data={**hidden_fields(login.text), "email": address, "password": STRONG_PASSWORD},
     )
     assert response.headers["location"] == "/app/transactions"
+
+
+async def test_a_used_form_sent_again_with_other_values_is_refused_plainly(
+    client: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
+    address = await web_sign_up(client)
+    await web_verify(client)
+    form = hidden_fields((await client.get("/app/deposit")).text)
+    first = await client.post("/app/deposit", data={**form, "amount": "10.00", **CARD})
+    transaction_id_of(
+        await client.post("/app/deposit", data={**hidden_fields(first.text), "step": "confirm"})
+    )
+    # Back to the same form (same key), another amount, reviewed and confirmed.
+    second = await client.post("/app/deposit", data={**form, "amount": "11.00", **CARD})
+    refused = await client.post(
+        "/app/deposit", data={**hidden_fields(second.text), "step": "confirm"}
+    )
+    assert refused.status_code == 409
+    assert "This form was already sent" in refused.text
+    assert await _transactions(engine, address) == 1

@@ -21,7 +21,11 @@ from diboas.banking.schemas import DepositIn, TransferIn, WithdrawalIn
 from diboas.compliance import audit, limits, screening
 from diboas.compliance.audit import AuditContext
 from diboas.identity import repository as users
-from diboas.kit.errors import DomainError
+from diboas.kit.errors import (
+    DomainError,
+    IdempotencyKeyInFlightError,
+    IdempotencyKeyReusedError,
+)
 from diboas.ledger.idempotency import IdempotencyPolicy, run_idempotent
 from diboas.web.routing import Page
 
@@ -42,6 +46,13 @@ class StoredRefusalError(DomainError):
         super().__init__(str(error.get("message", "refused")), details=error.get("details"))
         self.status_code = status_code  # type: ignore[misc]
         self.code = str(error.get("code", "refused"))  # type: ignore[misc]
+
+
+class FormAlreadySentError(DomainError):
+    """The form's key was used already (its first answer stands)."""
+
+    status_code = 409
+    code = "form_already_sent"
 
 
 def new_form_key() -> str:
@@ -76,6 +87,13 @@ async def run(page: Page, kind: Kind, body: Body, form_key: str) -> uuid.UUID:
             work=work,
             policy=IdempotencyPolicy.from_settings(page.settings),
         )
+    except IdempotencyKeyReusedError:
+        # The form was sent before with other values (back, re-reviewed, confirmed again).
+        raise FormAlreadySentError(
+            "this form was already sent; open the form again to make another"
+        ) from None
+    except IdempotencyKeyInFlightError:
+        raise FormAlreadySentError("this form is being sent; wait a moment") from None
     except DomainError as refusal:
         await _audit_refusal(page, context, kind, body, refusal)
         raise
