@@ -124,7 +124,8 @@ async def test_invest_earn_withdraw_part_then_all(
     assert (position["value"], position["accrued_yield"]) == ("549.999999", "49.999999")
     assert positions["total_value_usd"] == "550.00"
     # Booked into the ledger by the accrual job: the unified balance shows it.
-    assert await valuation.accrue(sessions, app.state.services, app.state.settings) == 1
+    # (The test database holds other tests' positions too: at least this one is booked.)
+    assert await valuation.accrue(sessions, app.state.services, app.state.settings) >= 1
     assert await valuation.accrue(sessions, app.state.services, app.state.settings) == 0
     assert await account_balance(engine, ada["id"], "defi", "USDC") == Decimal("549.999999")
     balances = (await client.get(f"{API}/balances", headers=headers)).json()

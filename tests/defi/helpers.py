@@ -33,6 +33,7 @@ API = "/api/v1"
 STRATEGIES = f"{API}/defi/strategies"
 POSITIONS = f"{API}/defi/positions"
 RISK = f"{API}/defi/risk-profile"
+RECONCILE = f"{API}/admin/defi/reconciliation"
 
 
 class Clock:

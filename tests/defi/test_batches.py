@@ -14,9 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from diboas.db.engine import SessionFactory
 from diboas.defi.service import batches
 from tests.api.conftest import Mailbox
+from tests.api.test_admin import signed_in_as
 from tests.banking.helpers import balance, customer, fund
 from tests.defi.helpers import (
     POSITIONS,
+    RECONCILE,
     Clock,
     CountingVault,
     PausedVault,
@@ -58,6 +60,13 @@ async def test_many_users_deposits_make_one_vault_deposit(
             users.append(user)
             movements.append(response.json())
 
+        # The database is shared with other tests (their positions, other vaults): compare
+        # the reconciliation's difference before and after, not its absolute figures.
+        admin = await signed_in_as(client, engine, "admin")
+        before = await client.get(RECONCILE, headers=admin["headers"])
+        assert before.status_code == 200, before.text
+        forbidden = await client.get(RECONCILE, headers=users[0]["headers"])
+        assert forbidden.status_code == 403
         batch_id = await batches.run_batch(
             sessions, app.state.services, app.state.settings, "usdc-core"
         )
@@ -112,6 +121,15 @@ async def test_many_users_deposits_make_one_vault_deposit(
             ) - Decimal(done["fee"])
             assert await balance(engine, user["id"], "held") == 0
             assert await account_balance(engine, user["id"], "defi", "USDC") == Decimal(amount)
+        after = await client.get(RECONCILE, headers=admin["headers"])
+        core_before = next(v for v in before.json()["vaults"] if v["vault"] == "core")
+        core_after = next(v for v in after.json()["vaults"] if v["vault"] == "core")
+        # The omnibus wallet gained exactly what the positions and the platform were given.
+        assert (
+            Decimal(core_after["omnibus_shares"]) - Decimal(core_before["omnibus_shares"]) == minted
+        )
+        assert core_after["difference"] == core_before["difference"]
+        assert batch_id not in after.json()["unfinished_batches"]
         await assert_ledger_clean(engine)
 
 

@@ -64,7 +64,7 @@ async def test_invest_earn_and_withdraw_on_the_erc4626_vault(
         await harness.donate(Decimal("40"))
         [position] = (await client.get(POSITIONS, headers=headers)).json()["items"]
         assert Decimal("439.99") < Decimal(position["value"]) <= Decimal("440")
-        assert await valuation.accrue(sessions, app.state.services, app.state.settings) == 1
+        assert await valuation.accrue(sessions, app.state.services, app.state.settings) >= 1
         booked = await account_balance(engine, ada["id"], "defi", "USDC")
         assert booked == Decimal(position["value"])
 

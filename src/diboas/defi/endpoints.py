@@ -10,7 +10,7 @@ movement's transaction, and shown as the ``network`` part of the fee.
 from __future__ import annotations
 
 import uuid
-from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_DOWN, Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request, Response
@@ -18,9 +18,8 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from diboas.api.deps import DatabaseDep, SettingsDep
-from diboas.banking.repository import Transaction
 from diboas.compliance import audit
-from diboas.defi import repository, schemas
+from diboas.defi import repository, schemas, views
 from diboas.defi import tasks as _tasks  # noqa: F401 - registers the jobs movements stage
 from diboas.defi.errors import (
     ExceedsPositionError,
@@ -31,8 +30,8 @@ from diboas.defi.errors import (
 )
 from diboas.defi.protocols import gas_usd, omnibus_for, prices_for, vaults_for
 from diboas.defi.repository import Position, Strategy
-from diboas.defi.service import catalog, movements, valuation
-from diboas.defi.service.movements import Accepted, WithdrawalPlan
+from diboas.defi.service import catalog, movements, reconciliation
+from diboas.defi.service.movements import WithdrawalPlan
 from diboas.identity.dependencies import CurrentCaller, requires
 from diboas.kit.money import format_amount, parse_amount
 from diboas.ledger.idempotency import IdempotencyPolicy, run_idempotent
@@ -57,29 +56,6 @@ IdempotencyKey = Annotated[
 
 def _usd(value: Decimal) -> str:
     return format_amount(value, 2)
-
-
-def movement_out(accepted: Accepted) -> schemas.MovementOut:
-    """A DeFi movement as its owner sees it."""
-    transaction: Transaction = accepted.transaction
-    fee = transaction.metadata.get("fee", {})
-    return schemas.MovementOut(
-        id=transaction.id,
-        status=transaction.status,
-        type=transaction.type,
-        position_id=accepted.position_id,
-        strategy_id=str(transaction.metadata.get("strategy_id", "")),
-        amount=_usd(transaction.amount),
-        currency=transaction.asset,
-        fee=_usd(transaction.fee),
-        fee_breakdown=schemas.FeeOut(
-            **{
-                part: _usd(Decimal(fee.get(part, "0")))
-                for part in ("platform", "provider", "network")
-            }
-        ),
-        created_at=transaction.created_at,
-    )
 
 
 async def _strategy(db: DatabaseDep, strategy_id: str) -> Strategy:
@@ -232,7 +208,7 @@ async def invest(
             vault_name=vault.name,
             context=context,
         )
-        return 201, movement_out(accepted).model_dump(mode="json")
+        return 201, views.movement_out(accepted).model_dump(mode="json")
 
     try:
         return await _idempotent(
@@ -310,49 +286,10 @@ async def withdraw(
             whole=amount is None,
             context=context,
         )
-        return 201, movement_out(accepted).model_dump(mode="json")
+        return 201, views.movement_out(accepted).model_dump(mode="json")
 
     dumped = None if body is None else body.model_dump(mode="json")
     return await _idempotent(request, db, caller.id, idempotency_key, dumped, accept)
-
-
-async def _positions_out(
-    request: Request,
-    settings: SettingsDep,
-    positions: list[Position],
-    strategies: dict[str, Strategy],
-) -> schemas.PositionsOut:
-    services = request.app.state.services
-    vaults = vaults_for(services, settings)
-    _, prices = await prices_for(services).prices_for({s.asset for s in strategies.values()})
-    items, total = [], Decimal(0)
-    for position in positions:
-        strategy = strategies[position.strategy_id]
-        valued = valuation.Valued(
-            position, await valuation.value_of(vaults.get(strategy.vault), position)
-        )
-        worth = (valued.value * prices[strategy.asset]).quantize(_CENT, rounding=ROUND_HALF_EVEN)
-        if position.status in ("pending", "batched", "open"):
-            total += worth
-        scale = strategy.scale
-        items.append(
-            schemas.PositionOut(
-                id=position.id,
-                strategy_id=position.strategy_id,
-                status=position.status,
-                asset=strategy.asset,
-                shares=format_amount(position.shares, scale),
-                withdrawing_shares=format_amount(position.withdrawing_shares, scale),
-                principal=format_amount(position.principal, scale),
-                value=format_amount(valued.value, scale),
-                accrued_yield=format_amount(valued.accrued_yield, scale),
-                value_usd=_usd(worth),
-                locked_until=position.locked_until,
-                deposit_transaction_id=position.deposit_transaction_id,
-                created_at=position.created_at,
-            )
-        )
-    return schemas.PositionsOut(items=items, total_value_usd=_usd(total))
 
 
 async def _read_positions(
@@ -390,7 +327,7 @@ async def list_positions(
 ) -> schemas.PositionsOut:
     response.headers["Cache-Control"] = "no-store"
     positions, strategies = await _read_positions(db, caller.id, None)
-    return await _positions_out(request, settings, positions, strategies)
+    return await views.positions_out(request.app.state.services, settings, positions, strategies)
 
 
 @router.get(
@@ -406,4 +343,34 @@ async def get_position(
 ) -> schemas.PositionOut:
     response.headers["Cache-Control"] = "no-store"
     positions, strategies = await _read_positions(db, caller.id, position_id)
-    return (await _positions_out(request, settings, positions, strategies)).items[0]
+    return (
+        await views.positions_out(request.app.state.services, settings, positions, strategies)
+    ).items[0]
+
+
+@router.get(
+    "/admin/defi/reconciliation",
+    dependencies=[requires("admin:ledger")],
+    summary="The omnibus wallet's vault shares against the positions, and what needs an operator",
+)
+async def reconcile(
+    request: Request, db: DatabaseDep, settings: SettingsDep
+) -> schemas.ReconciliationOut:
+    report = await reconciliation.check(db.sessions, request.app.state.services, settings)
+    return schemas.ReconciliationOut(
+        ok=report.ok,
+        vaults=[
+            schemas.VaultCheckOut(
+                vault=v.vault,
+                omnibus_shares=str(v.omnibus_shares),
+                position_shares=str(v.position_shares),
+                platform_shares=str(v.platform_shares),
+                difference=str(v.difference),
+            )
+            for v in report.vaults
+        ],
+        unfinished_batches=report.unfinished["batches"],
+        ambiguous_withdrawals=report.unfinished["withdrawals"],
+        booked_usdc=str(report.booked_usdc),
+        ledger_usdc=str(report.ledger_usdc),
+    )

@@ -334,30 +334,6 @@ async def finish_withdrawal(
     )
 
 
-async def record_share_price(session: AsyncSession, strategy_id: str, price: Decimal) -> None:
-    """Keep a share price seen now (the APY is derived from these)."""
-    await session.execute(
-        text("""INSERT INTO defi_share_prices (strategy_id, at, price)
-                VALUES (:s, clock_timestamp(), :p) ON CONFLICT DO NOTHING"""),
-        {"s": strategy_id, "p": price},
-    )
-
-
-async def oldest_share_price(
-    session: AsyncSession, strategy_id: str, *, window_days: int
-) -> tuple[datetime, Decimal, datetime] | None:
-    """The oldest share price seen within the window, with the database's now."""
-    row = (
-        await session.execute(
-            text("""SELECT at, price, now() AS now FROM defi_share_prices
-                     WHERE strategy_id = :s AND at >= now() - make_interval(days => :d)
-                     ORDER BY at LIMIT 1"""),
-            {"s": strategy_id, "d": window_days},
-        )
-    ).one_or_none()
-    return None if row is None else (row.at, Decimal(row.price), row.now)
-
-
 async def settle_transaction(
     session: AsyncSession,
     transaction_id: uuid.UUID,

@@ -111,3 +111,24 @@ class PositionsOut(BaseModel):
 
     items: list[PositionOut]
     total_value_usd: str
+
+
+class VaultCheckOut(BaseModel):
+    """One vault: the omnibus wallet's shares against positions + platform residue."""
+
+    vault: str
+    omnibus_shares: str
+    position_shares: str
+    platform_shares: str
+    difference: str
+
+
+class ReconciliationOut(BaseModel):
+    """Whether the records agree with the vaults (``ok``), and what needs an operator."""
+
+    ok: bool
+    vaults: list[VaultCheckOut]
+    unfinished_batches: list[str]
+    ambiguous_withdrawals: list[str]
+    booked_usdc: str
+    ledger_usdc: str

@@ -36,6 +36,7 @@ from diboas.compliance import audit
 from diboas.db.engine import SessionFactory
 from diboas.db.transactions import run_in_transaction
 from diboas.defi import repository
+from diboas.defi import repository_reports as reports
 from diboas.defi.protocols import gas_usd, omnibus_for, prices_for, vaults_for
 from diboas.defi.repository import Position, Strategy
 from diboas.defi.service.accounts import (
@@ -322,7 +323,7 @@ async def run_batch(
 
     async def settle(session: AsyncSession) -> None:
         await settle_batch(session, batch, move, paid, vault.share_scale)
-        await repository.record_share_price(session, batch.strategy.id, price)
+        await reports.record_share_price(session, batch.strategy.id, price)
 
     await run_in_transaction(sessions, settle)
     return batch.id

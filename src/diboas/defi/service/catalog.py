@@ -18,7 +18,7 @@ from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from diboas.defi import repository
+from diboas.defi import repository_reports as reports
 from diboas.defi.errors import RiskNotAcknowledgedError, StrategyUnavailableError
 from diboas.defi.repository import Strategy
 from diboas.providers.defi import VaultProtocol
@@ -56,7 +56,7 @@ async def view(
     if vault is None:
         return StrategyView(strategy, strategy.configured_apy, "configured", None, False)
     price = await vault.share_price()
-    oldest = await repository.oldest_share_price(
+    oldest = await reports.oldest_share_price(
         session, strategy.id, window_days=settings.defi_apy_window_days
     )
     if oldest is not None:

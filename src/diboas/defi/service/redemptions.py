@@ -30,6 +30,7 @@ from diboas.compliance import audit
 from diboas.db.engine import SessionFactory
 from diboas.db.transactions import run_in_transaction
 from diboas.defi import repository
+from diboas.defi import repository_reports as reports
 from diboas.defi.protocols import gas_usd, omnibus_for, prices_for, vaults_for
 from diboas.defi.repository import Strategy, Withdrawal
 from diboas.defi.service.accounts import (
@@ -289,6 +290,6 @@ async def run_withdrawal(
 
     async def finish(session: AsyncSession) -> None:
         await settle(session, redemption, move, paid)
-        await repository.record_share_price(session, redemption.strategy.id, price)
+        await reports.record_share_price(session, redemption.strategy.id, price)
 
     await run_in_transaction(sessions, finish)

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from diboas.db.engine import SessionFactory
 from diboas.db.transactions import run_in_transaction
 from diboas.defi import repository
+from diboas.defi import repository_reports as reports
 from diboas.defi.protocols import vaults_for
 from diboas.defi.repository import Position, Strategy
 from diboas.defi.service.accounts import defi_account, external
@@ -92,7 +93,7 @@ async def _accrue_strategy(
     price = await vault.share_price()
 
     async def book(session: AsyncSession) -> int:
-        await repository.record_share_price(session, strategy.id, price)
+        await reports.record_share_price(session, strategy.id, price)
         return await _book(session, strategy.id, strategy.asset, values)
 
     return await run_in_transaction(sessions, book)
