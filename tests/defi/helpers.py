@@ -24,7 +24,7 @@ from diboas.api.app import create_app
 from diboas.db.urls import plain_url
 from diboas.defi.protocols import VAULTS
 from diboas.market.prices import FEED_SERVICE, PRICES_SERVICE, PriceService
-from diboas.providers.chain import ChainRevertedError
+from diboas.providers.chain import ChainPendingError, ChainRevertedError, ChainUnavailableError
 from diboas.providers.defi import SandboxVault, VaultMove
 from tests.api.conftest import _client, settings_for_tests
 from tests.investing.helpers import SetPrices
@@ -61,6 +61,33 @@ class PausedVault(SandboxVault):
     """A vault whose deposits revert (as a paused ERC-4626 vault's do) after estimating fine."""
 
     async def deposit(self, owner: LocalAccount, assets: Decimal) -> VaultMove:
+        raise ChainRevertedError("EnforcedPause()", error_name="EnforcedPause")
+
+
+@dataclass
+class FlakyVault(SandboxVault):
+    """A vault whose node is unreachable for the first ``outages`` deposits (nothing sent)."""
+
+    outages: int = 1
+
+    async def deposit(self, owner: LocalAccount, assets: Decimal) -> VaultMove:
+        if self.outages > 0:
+            self.outages -= 1
+            raise ChainUnavailableError("connection refused")
+        return await super().deposit(owner, assets)
+
+
+class LostDepositVault(SandboxVault):
+    """A vault whose deposit is submitted but whose receipt never comes back."""
+
+    async def deposit(self, owner: LocalAccount, assets: Decimal) -> VaultMove:
+        raise ChainPendingError("no receipt in time", tx_hash="0x" + "ab" * 32)
+
+
+class RedeemRevertsVault(SandboxVault):
+    """A vault that takes deposits but whose redemptions revert."""
+
+    async def redeem(self, owner: LocalAccount, shares: Decimal) -> VaultMove:
         raise ChainRevertedError("EnforcedPause()", error_name="EnforcedPause")
 
 
