@@ -174,6 +174,15 @@ async def test_requests_from_outside_the_allow_list_are_refused(
         again = await outside.get(org_path(oid, "/treasury"), headers=key_headers(key))
         assert again.status_code == 403
 
+    # Each refusal is on the organisation's audit log, with the address and the key.
+    log = await client.get(org_path(oid, "/audit-log"), headers=admin["headers"])
+    refusals = [i for i in log.json()["items"] if i["action"] == "business.ip_refused"]
+    assert len(refusals) == 3
+    assert {r["ip"] for r in refusals} == {"203.0.113.9"}
+    assert refusals[0]["details"]["api_key_id"] == key["id"]
+    assert refusals[0]["outcome"] == "refused"
+    assert refusals[-1]["actor_email"] == admin["email"]
+
 
 async def test_allow_list_entries_must_be_networks(client: httpx.AsyncClient) -> None:
     admin = await sign_up(client)

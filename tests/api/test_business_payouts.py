@@ -231,3 +231,27 @@ async def test_files_that_are_not_payout_files_are_refused(
         assert refused.json()["error"]["code"] == "invalid_payout_file", name
     missing = await client.post(org_path(oid, "/payouts"), headers=admin["headers"])
     assert missing.status_code == 422
+
+
+async def test_a_resent_upload_makes_one_batch_and_a_repeated_file_is_flagged(
+    client: httpx.AsyncClient, engine: AsyncEngine, sessions: SessionFactory
+) -> None:
+    admin, organisation = await funded_organisation(client, engine, sessions, "50.00")
+    oid = organisation["id"]
+    alice = await sign_up(client)
+    content = _csv(f"{alice['email']},5.00,USD,")
+    headers = {**admin["headers"], "Idempotency-Key": "payroll-2026-11"}
+    first = await upload(client, headers, oid, content)
+    again = await upload(client, headers, oid, content)
+    assert first.status_code == again.status_code == 201
+    assert again.json() == first.json() and again.headers["Idempotent-Replayed"] == "true"
+    assert first.json()["duplicate_of"] is None
+    other_file = await upload(client, headers, oid, _csv(f"{alice['email']},6.00,USD,"))
+    assert other_file.status_code == 422  # the same key for another file
+
+    # The same file again without a key is a new batch, flagged as a repeat of the first.
+    repeat = await upload(client, admin["headers"], oid, content)
+    assert repeat.status_code == 201 and repeat.json()["id"] != first.json()["id"]
+    assert repeat.json()["duplicate_of"] == first.json()["id"]
+    listed = await client.get(org_path(oid, "/payouts"), headers=admin["headers"])
+    assert len(listed.json()) == 2

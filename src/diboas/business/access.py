@@ -32,6 +32,7 @@ from diboas.business.errors import (
 )
 from diboas.business.repository import AccessRow, ApiKey, IpNetwork, Organisation
 from diboas.business.service import api_keys
+from diboas.compliance import audit
 from diboas.compliance.audit import AuditContext
 from diboas.identity.dependencies import (
     PERMISSION_ATTRIBUTE,
@@ -95,6 +96,13 @@ class Principal:
             ip=self.client_ip,
             request_id=getattr(request.state, "request_id", None),
         )
+
+    @property
+    def idempotency_scope(self) -> str:
+        """Whose Idempotency-Keys these are: the person's (as in banking) or the key's."""
+        if self.api_key is not None:
+            return f"api_key:{self.api_key.id}"
+        return f"user:{None if self.user is None else self.user.id}"
 
     def actor_details(self) -> dict[str, str]:
         """Names the API key that acted (people are named by the audit row's actor)."""
@@ -173,14 +181,44 @@ def _authorised_role(found: AccessRow, action: Action) -> OrgRole:
     return role
 
 
-def _check_ip(request: Request, settings: Settings, found: AccessRow) -> str:
-    address = client_address(request, settings)
-    if not is_allowed(address, found.allowlist, settings):
-        raise IpNotAllowedError(
-            "requests from this address are not on the organisation's IP allow-list",
-            details={"ip": None if address is None else str(address)},
-        )
-    return str(address)
+async def _check_ip(
+    request: Request,
+    db: DatabaseDep,
+    found: AccessRow,
+    *,
+    user: User | None = None,
+    key: ApiKey | None = None,
+) -> str:
+    """The allowed client address, or 403 — the refusal audited in its own transaction
+    (valid credentials used from elsewhere are worth an admin's attention)."""
+    address = client_address(request, db.settings)
+    if is_allowed(address, found.allowlist, db.settings):
+        return str(address)
+    shown = None if address is None else str(address)
+    context = AuditContext(
+        actor_id=None if user is None else user.id,
+        actor_role="api_key" if key is not None else None if user is None else user.role,
+        ip=shown,
+        request_id=getattr(request.state, "request_id", None),
+    )
+    await audit.record_separately(
+        db.sessions,
+        context,
+        "business.ip_refused",
+        outcome="refused",
+        subject_type="organisation",
+        subject_id=found.organisation.id,
+        details={
+            "ip": shown,
+            "method": request.method,
+            "path": request.url.path,
+            **({} if key is None else {"api_key_id": str(key.id), "api_key_prefix": key.prefix}),
+        },
+    )
+    raise IpNotAllowedError(
+        "requests from this address are not on the organisation's IP allow-list",
+        details={"ip": shown},
+    )
 
 
 def org_access(action: Action) -> Any:
@@ -204,7 +242,7 @@ def org_access(action: Action) -> Any:
         found = await db.read_one(lambda s: repository.access(s, organisation_id, caller.user.id))
         if found is None or found.role is None:
             raise OrganisationNotFoundError("no such organisation")
-        ip = _check_ip(request, settings, found)
+        ip = await _check_ip(request, db, found, user=caller.user)
         role = _authorised_role(found, action)
         return Principal(found.organisation, ip, user=caller.user, role=role)
 
@@ -226,7 +264,7 @@ async def _with_key(
     found = await db.read_one(lambda s: repository.access(s, organisation_id, None))
     if found is None:
         raise OrganisationNotFoundError("no such organisation")
-    ip = _check_ip(request, settings, found)
+    ip = await _check_ip(request, db, found, key=key)
     if action.scope is None:
         raise ApiKeyNotAcceptedError("this needs a signed-in organisation admin, not an API key")
     if action.scope not in key.scopes:

@@ -12,7 +12,7 @@ import uuid
 from decimal import Decimal
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -30,6 +30,7 @@ from diboas.business.access import (
     org_access,
 )
 from diboas.business.credential_endpoints import router as credential_router
+from diboas.business.endpoints_common import IdempotencyKey
 from diboas.business.payout_endpoints import router as payout_router
 from diboas.business.repository import Member, Organisation
 from diboas.business.service import allowlist, organisations
@@ -47,13 +48,6 @@ READ_ORGANISATION = Action(OrgRole.VIEWER, "organisation:read")
 READ_TREASURY = Action(OrgRole.VIEWER, "treasury:read")
 MANAGE = Action(OrgRole.ADMIN, None)
 
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        description="Makes a retry safe: the same key and body give the first answer again.",
-    ),
-]
 Viewer = Annotated[Principal, org_access(READ_ORGANISATION)]
 TreasuryReader = Annotated[Principal, org_access(READ_TREASURY)]
 Admin = Annotated[Principal, org_access(MANAGE)]

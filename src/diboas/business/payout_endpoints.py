@@ -7,11 +7,12 @@ repeated execution answers 200 with ``Idempotent-Replayed: true`` and moves noth
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import asdict
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Query, Request, Response, UploadFile
 from fastapi.responses import JSONResponse
@@ -20,10 +21,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from diboas.api.deps import DatabaseDep, SettingsDep
 from diboas.business import schemas
 from diboas.business.access import Action, OrgRole, Principal, org_access
+from diboas.business.endpoints_common import IdempotencyKey
 from diboas.business.payouts_repository import PayoutBatch, PayoutRow
 from diboas.business.service import exports, payouts
 from diboas.compliance import audit
 from diboas.kit.money import format_amount
+from diboas.ledger.idempotency import IdempotencyPolicy, run_idempotent
 
 router = APIRouter()
 
@@ -71,6 +74,7 @@ def _batch_out(
 @router.post(
     "/organisations/{organisation_id}/payouts",
     status_code=201,
+    response_model=schemas.PayoutBatchOut,
     summary="Upload a payout CSV: answered with its validation report, nothing moves",
 )
 async def upload_payouts(
@@ -79,16 +83,43 @@ async def upload_payouts(
     request: Request,
     db: DatabaseDep,
     settings: SettingsDep,
-) -> schemas.PayoutBatchOut:
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
     # One byte past the limit is enough to know the file is too large.
     content = await file.read(settings.business_payout_max_bytes + 1)
     context = principal.audit_context(request)
-    validated = await db.run(
-        lambda s: payouts.upload(
-            s, settings, principal, content=content, filename=file.filename, context=context
+
+    async def accept(session: AsyncSession) -> tuple[int, Any]:
+        validated = await payouts.upload(
+            session, settings, principal, content=content, filename=file.filename, context=context
         )
-    )
-    return _batch_out(validated.batch, validated.rows, validated.treasury_available)
+        out = _batch_out(validated.batch, validated.rows, validated.treasury_available)
+        out.duplicate_of = validated.duplicate_of
+        return 201, out.model_dump(mode="json")
+
+    if idempotency_key is None:
+        status_code, body = await db.run(accept)
+        replayed = False
+    else:
+        # A resent upload (a double click, a retried request) makes one batch, not two.
+        stored = await run_idempotent(
+            db.sessions,
+            scope=principal.idempotency_scope,
+            key=idempotency_key,
+            request={
+                "method": "POST",
+                "path": request.url.path,
+                "file_sha256": hashlib.sha256(content).hexdigest(),
+                "filename": file.filename,
+            },
+            work=accept,
+            policy=IdempotencyPolicy.from_settings(settings),
+        )
+        status_code, body, replayed = stored.status_code, stored.body, stored.replayed
+    if replayed and isinstance(body, dict) and isinstance(body.get("error"), dict):
+        body = {"error": {**body["error"], "request_id": context.request_id}}
+    headers = {"Idempotent-Replayed": "true"} if replayed else None
+    return JSONResponse(body, status_code=status_code, headers=headers)
 
 
 @router.get("/organisations/{organisation_id}/payouts", summary="Recent payout batches")

@@ -134,6 +134,21 @@ async def insert_batch(
     return PayoutBatch(**batch._mapping)
 
 
+async def latest_batch_of_file(
+    session: AsyncSession, organisation_id: uuid.UUID, file_sha256: bytes
+) -> uuid.UUID | None:
+    """The organisation's latest batch made from a file with this SHA-256, if any."""
+    found: uuid.UUID | None = (
+        await session.execute(
+            text("""SELECT id FROM payout_batches
+                     WHERE organisation_id = :org AND file_sha256 = :sha
+                     ORDER BY created_at DESC LIMIT 1"""),
+            {"org": organisation_id, "sha": file_sha256},
+        )
+    ).scalar_one_or_none()
+    return found
+
+
 async def get_batch(
     session: AsyncSession, organisation_id: uuid.UUID, batch_id: uuid.UUID, *, lock: bool = False
 ) -> PayoutBatch | None:

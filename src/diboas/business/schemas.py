@@ -157,6 +157,10 @@ class PayoutBatchOut(BaseModel):
     row_count: int
     invalid_count: int
     treasury_available: str | None = None
+    duplicate_of: uuid.UUID | None = Field(
+        default=None,
+        description="An earlier batch of this organisation made from the very same file",
+    )
     filename: str | None
     created_at: datetime
     executed_at: datetime | None

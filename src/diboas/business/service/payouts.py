@@ -53,6 +53,8 @@ class Validated:
     batch: PayoutBatch
     rows: list[PayoutRow]
     treasury_available: Decimal
+    # An earlier batch made from the very same file: uploaded twice by mistake?
+    duplicate_of: uuid.UUID | None = None
 
 
 def _invalid(raw: RawRow, code: str, message: str) -> PayoutRow:
@@ -181,6 +183,8 @@ async def upload(
     treasury = await treasury_account(session, principal.organisation_id, CURRENCY)
     available = (await ledger.balance(session, treasury.id)).balance
     rows, refused = await _judge(session, raws, available)
+    digest = hashlib.sha256(content).digest()
+    earlier = await repository.latest_batch_of_file(session, principal.organisation_id, digest)
     invalid = sum(1 for r in rows if r.status == "invalid")
     total = sum((r.amount for r in rows if r.amount is not None and r.status == "ok"), _ZERO)
     batch = await repository.insert_batch(
@@ -192,7 +196,7 @@ async def upload(
         total=total,
         rows=rows,
         filename=None if filename is None else filename[:255],
-        file_sha256=hashlib.sha256(content).digest(),
+        file_sha256=digest,
         created_by_user=None if principal.user is None else principal.user.id,
         created_by_key=None if principal.api_key is None else principal.api_key.id,
     )
@@ -208,6 +212,7 @@ async def upload(
             "rows": len(rows),
             "invalid": invalid,
             "total": str(total),
+            "duplicate_of": None if earlier is None else str(earlier),
             **principal.actor_details(),
         },
     )
@@ -226,7 +231,7 @@ async def upload(
                 "reference": str(batch.id),
             },
         )
-    return Validated(batch, rows, available)
+    return Validated(batch, rows, available, earlier)
 
 
 async def get(
