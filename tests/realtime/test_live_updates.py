@@ -158,6 +158,8 @@ async def test_redis_fans_updates_out_across_processes() -> None:
     api, worker = RedisHub(REDIS_URL), RedisHub(REDIS_URL)  # as two processes would hold them
     await api.start()
     await worker.start()
+    await api.ready(10)
+    await worker.ready(10)
     try:
         ada, bob = uuid.uuid4(), uuid.uuid4()
         async with api.subscribe(ada) as ada_queue, api.subscribe(bob) as bob_queue:
@@ -167,3 +169,14 @@ async def test_redis_fans_updates_out_across_processes() -> None:
     finally:
         await api.close()
         await worker.close()
+
+
+async def test_the_platform_starts_and_serves_while_redis_is_down() -> None:
+    hub = RedisHub(f"redis://127.0.0.1:{_free_port()}/0")
+    await hub.start()  # does not wait for Redis
+    with pytest.raises(TimeoutError):
+        await hub.ready(0.5)
+    await hub.publish(uuid.uuid4(), [{"type": "balance"}])  # lost, and says so; no error
+    async with hub.subscribe(uuid.uuid4()) as queue:
+        assert queue.empty()
+    await hub.close()

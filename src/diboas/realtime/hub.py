@@ -91,9 +91,14 @@ class RedisHub:
         self._ready = asyncio.Event()
 
     async def start(self) -> None:
+        # Not waited for: the platform starts (and serves) while Redis is down; the reader
+        # keeps trying, and updates published meanwhile are lost (they are hints).
         if self._reader is None:
             self._reader = asyncio.create_task(self._read(), name="realtime-redis")
-            await asyncio.wait_for(self._ready.wait(), timeout=10)
+
+    async def ready(self, seconds: float) -> None:
+        """Wait until this process listens to Redis (tests; a health check could use it)."""
+        await asyncio.wait_for(self._ready.wait(), timeout=seconds)
 
     async def close(self) -> None:
         if self._reader is not None:
@@ -103,7 +108,10 @@ class RedisHub:
         await self._redis.aclose()
 
     async def publish(self, user_id: uuid.UUID, events: list[Event]) -> None:
-        await self._redis.publish(f"{_CHANNEL}{user_id}", json.dumps(events))
+        try:
+            await self._redis.publish(f"{_CHANNEL}{user_id}", json.dumps(events))
+        except (redis.ConnectionError, redis.TimeoutError, OSError):
+            log.warning("realtime: Redis unreachable; update not published")
 
     def subscribe(
         self, user_id: uuid.UUID
@@ -122,7 +130,8 @@ class RedisHub:
                         channel = message["channel"].decode()
                         user_id = uuid.UUID(channel.removeprefix(_CHANNEL))
                         self._local.deliver(user_id, json.loads(message["data"]))
-            except (redis.ConnectionError, OSError):
+            except (redis.ConnectionError, redis.TimeoutError, OSError):
+                self._ready.clear()
                 log.warning("realtime: Redis connection lost; subscribing again")
                 await asyncio.sleep(1)
 
