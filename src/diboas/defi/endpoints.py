@@ -207,6 +207,7 @@ async def invest(
             gas_usd=gas_price_usd,
             vault_name=vault.name,
             context=context,
+            funding=body.funding,
         )
         return 201, views.movement_out(accepted).model_dump(mode="json")
 

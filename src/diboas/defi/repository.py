@@ -144,12 +144,13 @@ async def insert_position(
     strategy: Strategy,
     principal: Decimal,
     transaction_id: uuid.UUID,
+    status: str = "pending",
 ) -> None:
-    """A pending position: its deposit waits for the next batch."""
+    """A new position: ``pending`` waits for the next batch, ``funding`` for its deposit."""
     await session.execute(
         text("""INSERT INTO defi_positions (id, user_id, strategy_id, status, principal,
                                             deposit_transaction_id, locked_until)
-                VALUES (:id, :user_id, :strategy_id, 'pending', :principal, :txn,
+                VALUES (:id, :user_id, :strategy_id, :status, :principal, :txn,
                         now() + make_interval(days => :lockup))"""),
         {
             "id": position_id,
@@ -158,6 +159,7 @@ async def insert_position(
             "principal": principal,
             "txn": transaction_id,
             "lockup": strategy.lockup_days,
+            "status": status,
         },
     )
 
@@ -359,4 +361,15 @@ async def settle_transaction(
             "fee_record": json.dumps(fee_record),
             "extra": json.dumps(extra, default=str),
         },
+    )
+
+
+async def set_transaction_hold(
+    session: AsyncSession, transaction_id: uuid.UUID, created_at: datetime, hold_id: uuid.UUID
+) -> None:
+    """Attach the hold placed once a funded investment's deposit arrived."""
+    await session.execute(
+        text("""UPDATE transactions SET hold_id = :hold, updated_at = now()
+                 WHERE id = :id AND created_at = :created_at"""),
+        {"id": transaction_id, "created_at": created_at, "hold": hold_id},
     )

@@ -8,6 +8,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field, StringConstraints
 
+from diboas.banking.schemas import DepositMethod, Id, PaymentMethodToken
 from diboas.kit.schemas import StrictModel
 
 Amount = Annotated[str, Field(min_length=1, max_length=40, examples=["250.00"])]
@@ -48,13 +49,25 @@ class RiskProfileOut(BaseModel):
     source: str
 
 
+class FundingIn(StrictModel):
+    """Pay for the investment with a deposit made in the same request: a card (``payment_method``
+    token, default ``pm_card_visa``) or an ACH debit (``bank_account_id``). The deposit is
+    grossed up so that, after its own fee, it covers the amount, fee and gas."""
+
+    method: DepositMethod = "card"
+    payment_method: PaymentMethodToken | None = None
+    bank_account_id: Id | None = None
+
+
 class InvestIn(StrictModel):
-    """Invest ``amount`` USD from your banking balance into a strategy. A strategy riskier
-    than your profile needs ``acknowledge_risk: true``."""
+    """Invest ``amount`` USD into a strategy: from your banking balance, or from a deposit
+    made in the same request (``funding``). A strategy riskier than your profile needs
+    ``acknowledge_risk: true``."""
 
     strategy_id: StrategyId
     amount: Amount
     acknowledge_risk: bool = False
+    funding: FundingIn | None = None
 
 
 class WithdrawIn(StrictModel):

@@ -9,8 +9,10 @@ from typing import Any
 
 import structlog
 
-from diboas.defi.service import batches, redemptions, valuation
-from diboas.defi.service.movements import DEPOSIT_BATCH_JOB, WITHDRAW_JOB
+from diboas.db.transactions import run_in_transaction
+from diboas.defi.service import batches, funding, redemptions, valuation
+from diboas.defi.service.funding import DEPOSIT_BATCH_JOB
+from diboas.defi.service.movements import WITHDRAW_JOB
 from diboas.orchestration.jobs import JobContext, job, periodic
 
 log = structlog.get_logger(__name__)
@@ -23,6 +25,15 @@ async def deposit_batch(context: JobContext, payload: dict[str, Any]) -> None:
     )
     if batch_id is not None:
         log.info("defi batch deposited", batch_id=str(batch_id))
+
+
+@job(funding.FUND_JOB)
+async def fund_investment(context: JobContext, payload: dict[str, Any]) -> None:
+    transaction_id = uuid.UUID(str(payload["transaction_id"]))
+    outcome = await run_in_transaction(
+        context.sessions, lambda s: funding.fund(s, context.settings, transaction_id)
+    )
+    log.info("defi investment funding", transaction_id=str(transaction_id), outcome=outcome)
 
 
 @job(WITHDRAW_JOB)

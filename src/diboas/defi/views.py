@@ -60,7 +60,7 @@ async def positions_out(
             position, await valuation.value_of(vaults.get(strategy.vault), position)
         )
         worth = (valued.value * prices[strategy.asset]).quantize(_CENT, rounding=ROUND_HALF_EVEN)
-        if position.status in ("pending", "batched", "open"):
+        if position.status in ("funding", "pending", "batched", "open"):
             total += worth
         scale = strategy.scale
         items.append(

@@ -33,7 +33,9 @@ from diboas.defi.errors import (
     PositionNotOpenError,
 )
 from diboas.defi.repository import Position, Strategy
+from diboas.defi.schemas import FundingIn
 from diboas.defi.service.catalog import check_risk
+from diboas.defi.service.funding import DEPOSIT_BATCH_JOB, FUND_JOB, request_deposit
 from diboas.fees import service as fees
 from diboas.fees.service import FeeBreakdown
 from diboas.identity.repository import User
@@ -45,7 +47,6 @@ from diboas.orchestration.jobs import stage
 from diboas.orchestration.saga import SagaState
 from diboas.settings import Settings
 
-DEPOSIT_BATCH_JOB = "defi.deposit_batch"
 WITHDRAW_JOB = "defi.withdraw"
 CURRENCY = "USD"
 
@@ -79,9 +80,11 @@ async def invest(
     gas_usd: Decimal,
     vault_name: str,
     context: AuditContext,
+    funding: FundingIn | None = None,
 ) -> Accepted:
-    """Accept an investment: amount + fee + estimated gas held from banking USD; the deposit
-    waits for the strategy's next batch (``defi.deposit_batch``)."""
+    """Accept an investment: amount + fee + estimated gas held from banking USD (or, with
+    ``funding``, a deposit requested that will pay for it: ``service.funding``); the deposit
+    into the vault waits for the strategy's next batch (``defi.deposit_batch``)."""
     amount = parse_amount(amount_text, 2)
     if amount < strategy.min_amount:
         raise BelowMinimumError(
@@ -94,13 +97,27 @@ async def invest(
     limit, acknowledged = check_risk(strategy, max_risk, acknowledged=acknowledge_risk)
     transaction_id, position_id = uuid7(), uuid.uuid4()
     fee = await _fee(session, user, "defi_deposit", amount, gas_usd, vault_name)
-    hold = await holds.place_hold(
-        session,
-        account=await banking_account(session, user.id, CURRENCY),
-        amount=amount + fee.total,
-        ttl=timedelta(seconds=settings.hold_default_ttl_seconds),
-        reference=f"txn:{transaction_id}",
-    )
+    hold_id: uuid.UUID | None = None
+    extra: dict[str, str] = {}
+    if funding is None:
+        hold = await holds.place_hold(
+            session,
+            account=await banking_account(session, user.id, CURRENCY),
+            amount=amount + fee.total,
+            ttl=timedelta(seconds=settings.hold_default_ttl_seconds),
+            reference=f"txn:{transaction_id}",
+        )
+        hold_id = hold.id
+    else:
+        deposit = await request_deposit(
+            session,
+            settings,
+            user=user,
+            needed=amount + fee.total,
+            funding=funding,
+            context=context,
+        )
+        extra = {"funding_transaction_id": str(deposit.id), "funding_amount": str(deposit.amount)}
     await transactions.insert_transactions(
         session,
         [
@@ -114,13 +131,14 @@ async def invest(
                 amount=amount,
                 fee=fee.total,
                 provider=vault_name,
-                hold_id=hold.id,
+                hold_id=hold_id,
                 description=strategy.name,
                 metadata={
                     "fee": fee_record(fee),
                     "strategy_id": strategy.id,
                     "position_id": str(position_id),
                     "gas_estimate_usd": str(gas_usd),
+                    **extra,
                 },
             )
         ],
@@ -134,23 +152,38 @@ async def invest(
         strategy=strategy,
         principal=principal,
         transaction_id=transaction_id,
+        status="pending" if funding is None else "funding",
     )
+    created_at = uuid7_time(transaction_id)
     await saga.advance(
         session,
         transaction_id,
-        uuid7_time(transaction_id),
+        created_at,
         None,
         SagaState.ACCEPTED,
-        hold_id=str(hold.id),
-        held=str(amount + fee.total),
+        hold_id=str(hold_id) if hold_id else None,
+        held=str(amount + fee.total) if hold_id else None,
         position_id=str(position_id),
     )
-    await stage(
-        session,
-        DEPOSIT_BATCH_JOB,
-        {"strategy_id": strategy.id},
-        delay=timedelta(seconds=settings.defi_batch_window_seconds),
-    )
+    if funding is None:
+        await stage(
+            session,
+            DEPOSIT_BATCH_JOB,
+            {"strategy_id": strategy.id},
+            delay=timedelta(seconds=settings.defi_batch_window_seconds),
+        )
+    else:
+        # The funding deposit is this saga's first provider request.
+        await saga.advance(
+            session,
+            transaction_id,
+            created_at,
+            SagaState.ACCEPTED.value,
+            SagaState.PROVIDER_REQUESTED,
+            funding=extra["funding_transaction_id"],
+            deposit=extra["funding_amount"],
+        )
+        await stage(session, FUND_JOB, {"transaction_id": str(transaction_id)})
     if acknowledged:
         await audit.record(
             session,
@@ -170,7 +203,7 @@ async def invest(
         "defi.deposit",
         subject_type="transaction",
         subject_id=transaction_id,
-        details={"amount": str(amount), "strategy_id": strategy.id, "hold_id": str(hold.id)},
+        details={"amount": str(amount), "strategy_id": strategy.id, **extra},
     )
     found = await transactions.get_transaction(session, transaction_id)
     assert found is not None  # noqa: S101 - just written

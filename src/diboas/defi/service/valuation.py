@@ -39,12 +39,15 @@ class Valued:
 
     @property
     def accrued_yield(self) -> Decimal:
+        """Value over principal; nothing before the shares exist or after a failure."""
+        if self.position.status not in ("open", "closed"):
+            return Decimal(0)
         return self.value - self.position.principal
 
 
 async def value_of(vault: VaultProtocol | None, position: Position) -> Decimal:
     """What the position's shares would redeem for now (its principal while pending)."""
-    if position.status in ("pending", "batched"):
+    if position.status in ("funding", "pending", "batched"):
         return position.principal
     if vault is None or position.shares == 0:
         return Decimal(0)
