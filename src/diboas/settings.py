@@ -177,17 +177,6 @@ class Settings(BaseSettings):
     defi_apy_min_history_seconds: int = Field(default=3600, ge=1)
     # An investment funded by a deposit in the same request checks on it this often.
     defi_funding_poll_seconds: float = Field(default=1.0, gt=0)
-    # DeFi strategies (diboas.defi): deposits accepted within this window share one vault
-    # transaction (and its gas); the second ("growth") vault — a sandbox vault of its own
-    # earning defi_growth_sandbox_apy, or on a chain the vault at defi_growth_vault_address
-    # (its strategy is unavailable without one); the platform's omnibus key on a chain.
-    defi_batch_window_seconds: float = Field(default=2.0, ge=0)
-    defi_growth_vault_address: str = ""
-    defi_growth_sandbox_apy: Decimal = Field(default=Decimal("0.12"), ge=0, le=1)
-    defi_hot_wallet_key: SecretStr | None = None
-    defi_accrual_interval_seconds: float = Field(default=300.0, gt=0)
-    defi_apy_window_days: int = Field(default=30, ge=1)
-    defi_apy_min_history_seconds: int = Field(default=3600, ge=1)
     # Development chains: with no vault address configured, `diboas run` deploys the contracts
     # (and seeds a Uniswap pool) with this key and keeps their addresses under data_dir/chain.
     chain_deployer_key: SecretStr | None = None
