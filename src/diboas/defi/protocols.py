@@ -23,6 +23,7 @@ from diboas.chain import wallets
 from diboas.chain.protocols import vault_protocol
 from diboas.db.engine import SessionFactory
 from diboas.db.transactions import run_in_transaction
+from diboas.defi.errors import VaultUnavailableError
 from diboas.ledger.models import PLATFORM_OWNER_ID, OwnerType
 from diboas.market.prices import PriceService, service_for
 from diboas.providers.chain import GasQuote
@@ -96,7 +97,9 @@ async def omnibus_for(
             if row is not None:
                 wallet = wallets.Wallet.of(row)
             elif settings.defi_hot_wallet_key is None:
-                raise RuntimeError("DIBOAS_DEFI_HOT_WALLET_KEY is required on a chain")
+                raise VaultUnavailableError(
+                    "DeFi is not set up on this chain: DIBOAS_DEFI_HOT_WALLET_KEY is not set"
+                )
             else:
                 wallet = await wallets.import_hot_wallet(
                     session,
