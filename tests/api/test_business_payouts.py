@@ -8,9 +8,11 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from diboas.business.service import payout_execution
 from diboas.db.engine import SessionFactory
 from tests.api.conftest import sign_up
 from tests.banking.helpers import API, balance, customer
@@ -255,3 +257,48 @@ async def test_a_resent_upload_makes_one_batch_and_a_repeated_file_is_flagged(
     assert repeat.json()["duplicate_of"] == first.json()["id"]
     listed = await client.get(org_path(oid, "/payouts"), headers=admin["headers"])
     assert len(listed.json()) == 2
+
+
+async def test_an_execution_stopped_part_way_resumes_and_pays_each_row_once(
+    client: httpx.AsyncClient,
+    engine: AsyncEngine,
+    sessions: SessionFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(payout_execution, "CHUNK_ROWS", 1)  # one row per transaction
+    admin, organisation = await funded_organisation(client, engine, sessions, "100.00")
+    oid = organisation["id"]
+    alice, bob, carol = [await customer(client, engine) for _ in range(3)]
+    lines = (
+        f"{alice['email']},10.00,USD,",
+        f"{bob['email']},20.00,USD,",
+        f"{carol['email']},30.00,USD,",
+    )
+    batch = (await upload(client, admin["headers"], oid, _csv(*lines))).json()
+    assert batch["status"] == "validated"
+    async with engine.begin() as conn:  # bob's account is closed after the upload
+        await conn.execute(
+            text("UPDATE users SET status = 'closed' WHERE id = :id"), {"id": bob["id"]}
+        )
+    path = org_path(oid, f"/payouts/{batch['id']}/execute")
+    stopped = await client.post(path, headers=admin["headers"])
+    assert stopped.status_code == 422, stopped.text
+    assert stopped.json()["error"]["details"] == {"line": 3}
+    progress = (
+        await client.get(org_path(oid, f"/payouts/{batch['id']}"), headers=admin["headers"])
+    ).json()
+    assert progress["status"] == "validated"
+    assert [r["status"] for r in progress["rows"]] == ["completed", "ok", "ok"]
+
+    async with engine.begin() as conn:
+        await conn.execute(
+            text("UPDATE users SET status = 'active' WHERE id = :id"), {"id": bob["id"]}
+        )
+    resumed = await client.post(path, headers=admin["headers"])
+    assert resumed.status_code == 200 and resumed.json()["status"] == "completed"
+    assert "Idempotent-Replayed" not in resumed.headers
+    assert [r["status"] for r in resumed.json()["rows"]] == ["completed"] * 3
+    amounts = [await balance(engine, who["id"]) for who in (alice, bob, carol)]
+    assert amounts == [Decimal("10.00"), Decimal("20.00"), Decimal("30.00")]
+    assert await treasury_usd(client, admin["headers"], oid) == "40.00"
+    await assert_ledger_clean(engine)

@@ -23,7 +23,7 @@ from diboas.business import schemas
 from diboas.business.access import Action, OrgRole, Principal, org_access
 from diboas.business.endpoints_common import IdempotencyKey
 from diboas.business.payouts_repository import PayoutBatch, PayoutRow
-from diboas.business.service import exports, payouts
+from diboas.business.service import exports, payout_execution, payouts
 from diboas.compliance import audit
 from diboas.kit.money import format_amount
 from diboas.ledger.idempotency import IdempotencyPolicy, run_idempotent
@@ -142,15 +142,28 @@ async def get_payouts(
 @router.post(
     "/organisations/{organisation_id}/payouts/{batch_id}/execute",
     response_model=schemas.PayoutBatchOut,
-    summary="Pay a validated batch (once: a repeat moves nothing)",
+    summary="Pay a validated batch (once: a repeat moves nothing; a stopped one resumes)",
 )
 async def execute_payouts(
     batch_id: uuid.UUID, principal: PayoutWriter, request: Request, db: DatabaseDep
 ) -> Response:
     context = principal.audit_context(request)
-    batch, rows, replayed = await db.run(
-        lambda s: payouts.execute(s, principal, batch_id=batch_id, context=context)
-    )
+    paid = 0
+    while True:  # one transaction per chunk of rows (payout_execution says why)
+        step = await db.run(
+            lambda s: payout_execution.execute_step(
+                s,
+                principal,
+                batch_id=batch_id,
+                context=context,
+                chunk_rows=payout_execution.CHUNK_ROWS,
+            )
+        )
+        paid += step.paid
+        if step.done:
+            break
+    replayed = paid == 0  # completed before this request: nothing moved now
+    batch, rows = await db.run(lambda s: payouts.get(s, principal.organisation_id, batch_id))
     headers = {"Idempotent-Replayed": "true"} if replayed else None
     body = _batch_out(batch, rows).model_dump(mode="json")
     return JSONResponse(body, status_code=200, headers=headers)

@@ -180,20 +180,47 @@ async def rows(session: AsyncSession, batch_id: uuid.UUID) -> list[PayoutRow]:
     return [PayoutRow(**r._mapping) for r in found]
 
 
-async def mark_paid(
-    session: AsyncSession,
-    batch_id: uuid.UUID,
-    paid: Sequence[tuple[int, uuid.UUID]],
-    *,
-    executed_by_user: uuid.UUID | None,
-    executed_by_key: uuid.UUID | None,
-) -> PayoutBatch:
-    """Record each row's transaction and the batch as completed (the batch is locked)."""
+async def rows_to_pay(session: AsyncSession, batch_id: uuid.UUID, limit: int) -> list[PayoutRow]:
+    """The next rows of the batch still to be paid, in file order."""
+    found = await session.execute(
+        text(f"""SELECT {_ROW_COLUMNS} FROM payout_rows
+                  WHERE batch_id = :batch AND status = 'ok' ORDER BY line LIMIT :limit"""),
+        {"batch": batch_id, "limit": limit},
+    )
+    return [PayoutRow(**r._mapping) for r in found]
+
+
+async def unpaid_total(session: AsyncSession, batch_id: uuid.UUID) -> Decimal:
+    """What the rows still to be paid add up to."""
+    total = (
+        await session.execute(
+            text("""SELECT coalesce(sum(amount), 0) FROM payout_rows
+                     WHERE batch_id = :batch AND status = 'ok'"""),
+            {"batch": batch_id},
+        )
+    ).scalar_one()
+    return Decimal(total)
+
+
+async def mark_rows_paid(
+    session: AsyncSession, batch_id: uuid.UUID, paid: Sequence[tuple[int, uuid.UUID]]
+) -> None:
+    """Record each paid row's transaction (in the transaction that paid it)."""
     await session.execute(
         text("""UPDATE payout_rows SET status = 'completed', transaction_id = :txn
                  WHERE batch_id = :batch AND line = :line AND status = 'ok'"""),
         [{"batch": batch_id, "line": line, "txn": txn} for line, txn in paid],
     )
+
+
+async def complete_batch(
+    session: AsyncSession,
+    batch_id: uuid.UUID,
+    *,
+    executed_by_user: uuid.UUID | None,
+    executed_by_key: uuid.UUID | None,
+) -> PayoutBatch:
+    """Mark the (locked) batch completed once no row is left to pay."""
     row = (
         await session.execute(
             text(f"""UPDATE payout_batches

@@ -9,9 +9,7 @@ recipient, amount, currency and note as an earlier line), ``unknown_recipient``,
 rows up to this one add up to more than the treasury holds). A batch with any invalid row is
 ``invalid`` and can never be executed: fix the file and upload it again (a new batch).
 
-Execution locks the batch row: a second execution (or a concurrent one) finds it completed
-and returns it without moving anything. Recipients are screened again and the balance checked
-again at execution (either may have changed since the upload); a failure then moves nothing.
+Execution is in ``payout_execution``.
 """
 
 from __future__ import annotations
@@ -24,19 +22,16 @@ from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from diboas.banking import repository as banking
-from diboas.banking.repository import NewTransaction
-from diboas.banking.service.common import SUPPORTED_CURRENCIES, banking_account
+from diboas.banking.service.common import SUPPORTED_CURRENCIES
 from diboas.business import payouts_repository as repository
 from diboas.business.access import Principal
-from diboas.business.errors import PayoutBatchInvalidError, PayoutBatchNotFoundError
+from diboas.business.errors import PayoutBatchNotFoundError
 from diboas.business.payouts_repository import PayoutBatch, PayoutRow, Recipient
 from diboas.business.service.organisations import treasury_account
 from diboas.business.service.payout_files import FIELD_LIMITS, RawRow, read
 from diboas.compliance import audit, screening
 from diboas.compliance.audit import AuditContext
-from diboas.kit.errors import InsufficientFundsError, InvalidAmountError
-from diboas.kit.ids import uuid7
+from diboas.kit.errors import InvalidAmountError
 from diboas.kit.money import format_amount, parse_amount
 from diboas.ledger import service as ledger
 from diboas.settings import Settings
@@ -247,112 +242,3 @@ async def get(
 async def recent(session: AsyncSession, organisation_id: uuid.UUID) -> list[PayoutBatch]:
     """The organisation's latest batches (100), newest first."""
     return await repository.batches(session, organisation_id, limit=100)
-
-
-async def execute(
-    session: AsyncSession,
-    principal: Principal,
-    *,
-    batch_id: uuid.UUID,
-    context: AuditContext,
-) -> tuple[PayoutBatch, list[PayoutRow], bool]:
-    """Pay every row of a validated batch; returns the batch, its rows and whether it was
-    executed already (then nothing moved this time)."""
-    batch = await repository.get_batch(session, principal.organisation_id, batch_id, lock=True)
-    if batch is None:
-        raise PayoutBatchNotFoundError("no such payout batch")
-    if batch.status == "completed":
-        return batch, await repository.rows(session, batch.id), True
-    if batch.status != "validated":
-        raise PayoutBatchInvalidError(
-            "this batch has invalid rows and cannot be executed: correct the file and upload it "
-            "again",
-            details={"invalid_count": batch.invalid_count},
-        )
-    rows = await repository.rows(session, batch.id)
-    recipients = await repository.recipients(
-        session, sorted({r.recipient_email.lower() for r in rows})
-    )
-    for row in rows:
-        recipient = recipients.get(row.recipient_email.lower())
-        if recipient is None or recipient.status != "active" or recipient.id != row.recipient_id:
-            raise PayoutBatchInvalidError(
-                f"the recipient of line {row.line} can no longer be paid: upload the file again",
-                details={"line": row.line},
-            )
-    for recipient in recipients.values():
-        if await screening.matches(session, recipient.full_name):
-            raise screening.RecipientScreeningError(
-                "a recipient of this batch cannot receive payments",
-                details={"recipient_email": recipient.email},
-            )
-    treasury = await treasury_account(session, principal.organisation_id, batch.currency)
-    available = (await ledger.balance(session, treasury.id)).balance
-    if available < batch.total:
-        raise InsufficientFundsError(
-            "the treasury holds less than this batch pays out",
-            details={
-                "available": format_amount(available, 2),
-                "total": format_amount(batch.total, 2),
-            },
-        )
-    paid, transactions = [], []
-    for row in rows:
-        if row.recipient_id is None or row.amount is None:  # the table's CHECK rules this out
-            raise RuntimeError(f"payout row {row.line} of a validated batch is incomplete")
-        transaction_id = uuid7()
-        destination = await banking_account(session, row.recipient_id, batch.currency)
-        await ledger.post_entry(
-            session,
-            kind="business.payout",
-            postings=[(treasury, -row.amount), (destination, row.amount)],
-            reference=f"payout:{batch.id}:{row.line}",
-            metadata={
-                "transaction_ids": [str(transaction_id)],
-                "organisation_id": str(principal.organisation_id),
-                "payout_batch_id": str(batch.id),
-                "line": row.line,
-                "counterparty_user_id": str(row.recipient_id),
-                "note": row.note,
-            },
-        )
-        transactions.append(
-            NewTransaction(
-                id=transaction_id,
-                user_id=row.recipient_id,
-                type="transfer_in",
-                status="completed",
-                asset=batch.currency,
-                amount=row.amount,
-                description=row.note or f"Payout from {principal.organisation.name}",
-                metadata={
-                    "organisation_id": str(principal.organisation_id),
-                    "organisation_name": principal.organisation.name,
-                    "payout_batch_id": str(batch.id),
-                },
-            )
-        )
-        paid.append((row.line, transaction_id))
-    await banking.insert_transactions(session, transactions)
-    executed = await repository.mark_paid(
-        session,
-        batch.id,
-        paid,
-        executed_by_user=None if principal.user is None else principal.user.id,
-        executed_by_key=None if principal.api_key is None else principal.api_key.id,
-    )
-    await audit.record(
-        session,
-        context,
-        "business.payout_batch_executed",
-        subject_type="organisation",
-        subject_id=principal.organisation_id,
-        details={
-            "batch_id": str(batch.id),
-            "rows": len(rows),
-            "total": str(batch.total),
-            "currency": batch.currency,
-            **principal.actor_details(),
-        },
-    )
-    return executed, await repository.rows(session, batch.id), False
