@@ -1,8 +1,9 @@
 """``/api/v1/ws``: a customer's live updates over a WebSocket.
 
 A browser cannot put a token in a WebSocket's headers, and a token in the URL ends up in access
-logs, so the first message authenticates: ``{"type": "auth", "token": "<access token>"}``
-within ``AUTH_SECONDS``. The server answers ``{"type": "ready"}``, then pushes
+logs, so an API client's first message authenticates: ``{"type": "auth", "token": "<access
+token>"}`` within ``AUTH_SECONDS``; the web app's pages are signed in by their session cookie
+(only from the platform's own origin). The server answers ``{"type": "ready"}``, then pushes
 ``{"type": "transaction", "transaction": {id, type, status, currency}}`` and
 ``{"type": "balance"}`` (read the balance again) as they happen, and ``{"type": "ping"}`` every
 ``PING_SECONDS`` — when it also checks that the session is still alive: a revoked session's
@@ -15,6 +16,7 @@ import asyncio
 import contextlib
 import uuid
 from typing import Any
+from urllib.parse import urlsplit
 
 import structlog
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
@@ -23,6 +25,7 @@ from diboas.identity import repository as users
 from diboas.identity import tokens
 from diboas.identity.repository import User
 from diboas.realtime.hub import Event, Hub
+from diboas.web.security import SESSION_COOKIE, CookiePolicy
 
 log = structlog.get_logger(__name__)
 router = APIRouter(tags=["realtime"])
@@ -40,7 +43,28 @@ async def _live_user(
     return user if user is not None and user.status == "active" else None
 
 
+def _cookie_session(websocket: WebSocket) -> tuple[uuid.UUID, uuid.UUID] | None:
+    """(session id, user id) from the web app's signed session cookie, for a socket opened by
+    the platform's own pages. The Origin must be this host: a page elsewhere cannot open a
+    socket riding on the customer's cookie (cross-site WebSocket hijacking)."""
+    web = getattr(websocket.app.state, "web", None)
+    origin = websocket.headers.get("origin")
+    if web is None or origin is None or urlsplit(origin).netloc != websocket.headers.get("host"):
+        return None
+    settings = websocket.app.state.settings
+    secure = settings.env == "production" or websocket.url.scheme == "wss"
+    opened: tuple[uuid.UUID, uuid.UUID] | None = web.keys.open_session(
+        websocket.cookies.get(CookiePolicy(secure=secure).name(SESSION_COOKIE))
+    )
+    return opened
+
+
 async def _authenticate(websocket: WebSocket) -> tuple[User, uuid.UUID] | None:
+    cookie = _cookie_session(websocket)
+    if cookie is not None:
+        session_id, user_id = cookie
+        user = await _live_user(websocket, session_id, user_id)
+        return None if user is None else (user, session_id)
     try:
         first: Any = await asyncio.wait_for(websocket.receive_json(), AUTH_SECONDS)
         token = first["token"] if first.get("type") == "auth" else None

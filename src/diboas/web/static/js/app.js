@@ -67,4 +67,40 @@
     };
     if (settled.indexOf(live.getAttribute("data-status")) === -1) window.setTimeout(poll, 2000);
   }
+
+  // Live updates: the server pushes "balance" and "transaction" hints over a WebSocket
+  // (signed in by the session cookie). A balance hint refreshes the balance part of the page
+  // from the server; a transaction hint updates a status shown on the page. If the socket is
+  // lost, it is opened again a little later; pages stay correct without it (reload, poll).
+  var balance = document.querySelector("[data-live-balance]");
+  if ((balance || live) && "WebSocket" in window) {
+    var refreshBalance = function () {
+      fetch(window.location.href, { credentials: "same-origin", headers: { Accept: "text/html" } })
+        .then(function (response) { return response.ok ? response.text() : null; })
+        .then(function (html) {
+          if (!html) return;
+          var fresh = new DOMParser().parseFromString(html, "text/html").getElementById("live-balance");
+          if (fresh && balance) balance.innerHTML = fresh.innerHTML;
+        });
+    };
+    var connect = function (delay) {
+      var scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
+      var socket = new WebSocket(scheme + window.location.host + "/api/v1/ws");
+      socket.addEventListener("message", function (message) {
+        var event = JSON.parse(message.data);
+        if (event.type === "balance" && balance) refreshBalance();
+        if (event.type === "transaction" && live && live.getAttribute("data-status-url").indexOf(event.transaction.id) !== -1) {
+          live.setAttribute("data-status", event.transaction.status);
+          live.textContent = event.transaction.status;
+          live.className = "badge " + event.transaction.status;
+        }
+        if (event.type === "ready") document.documentElement.setAttribute("data-live", "connected");
+      });
+      socket.addEventListener("close", function (closed) {
+        document.documentElement.setAttribute("data-live", "closed");
+        if (closed.code !== 4401) window.setTimeout(function () { connect(Math.min(delay * 2, 30000)); }, delay);
+      });
+    };
+    connect(1000);
+  }
 })();
