@@ -84,6 +84,13 @@ class LostDepositVault(SandboxVault):
         raise ChainPendingError("no receipt in time", tx_hash="0x" + "ab" * 32)
 
 
+class RedeemLostVault(SandboxVault):
+    """A vault whose redemptions are submitted but whose receipts never come back."""
+
+    async def redeem(self, owner: LocalAccount, shares: Decimal) -> VaultMove:
+        raise ChainPendingError("no receipt in time", tx_hash="0x" + "cd" * 32)
+
+
 class RedeemRevertsVault(SandboxVault):
     """A vault that takes deposits but whose redemptions revert."""
 
@@ -160,3 +167,18 @@ async def audit_actions(engine: AsyncEngine, user_id: uuid.UUID) -> list[str]:
             text("SELECT action FROM audit_log WHERE actor_id = :id ORDER BY id"), {"id": user_id}
         )
         return [row.action for row in rows]
+
+
+async def saga_state(
+    client: httpx.AsyncClient, headers: dict[str, str], transaction_id: str, state: str
+) -> dict[str, Any]:
+    """Poll a transaction until its saga reaches ``state`` (the in-process worker moves it)."""
+    deadline = time.monotonic() + 30
+    while True:
+        response = await client.get(f"{API}/transactions/{transaction_id}", headers=headers)
+        body: dict[str, Any] = response.json()
+        if body["saga_state"] == state:
+            return body
+        if time.monotonic() > deadline:
+            raise AssertionError(f"saga still {body['saga_state']}: {body}")
+        await asyncio.sleep(0.1)

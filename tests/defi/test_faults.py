@@ -5,13 +5,14 @@ shares and moves no money."""
 
 from __future__ import annotations
 
-import asyncio
 from decimal import Decimal
 
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from diboas.db.engine import SessionFactory
+from diboas.defi.protocols import OMNIBUS
+from diboas.providers.defi import SandboxVault
 from tests.api.conftest import Mailbox
 from tests.api.test_admin import signed_in_as
 from tests.banking.helpers import balance, customer, fund
@@ -22,9 +23,11 @@ from tests.defi.helpers import (
     Clock,
     FlakyVault,
     LostDepositVault,
+    RedeemLostVault,
     RedeemRevertsVault,
     account_balance,
     defi_client,
+    saga_state,
     services,
     settled,
     vaults,
@@ -70,12 +73,7 @@ async def test_a_deposit_of_unknown_outcome_is_parked_with_the_money_held(
         response = await client.post(POSITIONS, headers=ada["headers"], json=INVEST)
         assert response.status_code == 201, response.text
         transaction_id = response.json()["id"]
-        path = f"{API}/transactions/{transaction_id}"
-        for _ in range(300):
-            body = (await client.get(path, headers=ada["headers"])).json()
-            if body["saga_state"] == "ambiguous":
-                break
-            await asyncio.sleep(0.1)
+        body = await saga_state(client, ada["headers"], transaction_id, "ambiguous")
         assert body["saga_state"] == "ambiguous" and body["status"] == "processing", body
         # Neither credited nor released: the money stays held until an operator knows.
         assert await balance(engine, ada["id"], "held") == Decimal("101.11")
@@ -83,6 +81,93 @@ async def test_a_deposit_of_unknown_outcome_is_parked_with_the_money_held(
         admin = await signed_in_as(client, engine, "admin")
         report = (await client.get(RECONCILE, headers=admin["headers"])).json()
         assert report["ok"] is False and report["unfinished_batches"]
+        [batch_id] = [
+            b for b in report["unfinished_batches"] if b == body["steps"][1]["detail"]["batch_id"]
+        ]
+
+        # The operator finds the deposit never reached the vault: the hold is released.
+        resolve = f"{API}/admin/defi/batches/{batch_id}/resolve"
+        assert (
+            await client.post(resolve, headers=ada["headers"], json={"outcome": "not_deposited"})
+        ).status_code == 403
+        bad = await client.post(resolve, headers=admin["headers"], json={"outcome": "deposited"})
+        assert bad.status_code == 422
+        resolved = await client.post(
+            resolve, headers=admin["headers"], json={"outcome": "not_deposited"}
+        )
+        assert resolved.status_code == 200 and resolved.json() == {"outcome": "compensated"}
+        done = await settled(client, ada["headers"], transaction_id)
+        assert done["status"] == "failed" and done["saga_state"] == "compensated"
+        assert await balance(engine, ada["id"]) == Decimal("200.00")
+        assert await balance(engine, ada["id"], "held") == 0
+        again = await client.post(
+            resolve, headers=admin["headers"], json={"outcome": "not_deposited"}
+        )
+        assert again.status_code == 409
+        await assert_ledger_clean(engine)
+
+
+async def test_an_operator_settles_a_batch_that_did_reach_the_vault(
+    database_url: URL, mailbox: tuple[Mailbox, int], engine: AsyncEngine, sessions: SessionFactory
+) -> None:
+    lost = LostDepositVault(apy=Decimal(0), clock=Clock())
+    async with defi_client(database_url, mailbox[1], services(vaults(lost))) as (client, app):
+        ada = await customer(client, engine)
+        await fund(sessions, ada["id"], "200.00")
+        response = await client.post(POSITIONS, headers=ada["headers"], json=INVEST)
+        assert response.status_code == 201, response.text
+        body = await saga_state(client, ada["headers"], response.json()["id"], "ambiguous")
+        batch_id = body["steps"][1]["detail"]["batch_id"]
+        # The transaction was mined after all: the vault holds the omnibus wallet's shares.
+        omnibus = app.state.services[OMNIBUS]
+        move = await SandboxVault.deposit(lost, omnibus, Decimal("100"))
+        admin = await signed_in_as(client, engine, "admin")
+        resolved = await client.post(
+            f"{API}/admin/defi/batches/{batch_id}/resolve",
+            headers=admin["headers"],
+            json={"outcome": "deposited", "shares": str(move.shares)},
+        )
+        assert resolved.status_code == 200 and resolved.json() == {"outcome": "settled"}
+        done = await settled(client, ada["headers"], response.json()["id"])
+        assert done["status"] == "completed" and done["fee"] == "0.50"  # no gas charged
+        assert await balance(engine, ada["id"]) == Decimal("99.50")
+        assert await account_balance(engine, ada["id"], "defi", "USDC") == Decimal("100")
+        await assert_ledger_clean(engine)
+
+
+async def test_an_operator_settles_a_redemption_of_unknown_outcome(
+    database_url: URL, mailbox: tuple[Mailbox, int], engine: AsyncEngine, sessions: SessionFactory
+) -> None:
+    vault = RedeemLostVault(apy=Decimal(0), clock=Clock())
+    async with defi_client(database_url, mailbox[1], services(vaults(vault))) as (client, app):
+        ada = await customer(client, engine)
+        await fund(sessions, ada["id"], "200.00")
+        response = await client.post(POSITIONS, headers=ada["headers"], json=INVEST)
+        assert (await settled(client, ada["headers"], response.json()["id"]))[
+            "status"
+        ] == "completed"
+        cash = await balance(engine, ada["id"])
+        out = await client.post(
+            f"{POSITIONS}/{response.json()['position_id']}/withdraw", headers=ada["headers"]
+        )
+        assert out.status_code == 201, out.text
+        await saga_state(client, ada["headers"], out.json()["id"], "ambiguous")
+        admin = await signed_in_as(client, engine, "admin")
+        report = (await client.get(RECONCILE, headers=admin["headers"])).json()
+        assert out.json()["id"] in report["ambiguous_withdrawals"]
+        # It was mined: the vault paid the omnibus wallet.
+        move = await SandboxVault.redeem(vault, app.state.services[OMNIBUS], Decimal("100"))
+        resolved = await client.post(
+            f"{API}/admin/defi/withdrawals/{out.json()['id']}/resolve",
+            headers=admin["headers"],
+            json={"outcome": "redeemed", "assets": str(move.assets)},
+        )
+        assert resolved.status_code == 200 and resolved.json() == {"outcome": "settled"}
+        done = await settled(client, ada["headers"], out.json()["id"])
+        assert done["status"] == "completed" and done["amount"] == "100.00"
+        assert done["fee"] == "0.50"  # 0.5 % of 100.00; no gas charged
+        assert await balance(engine, ada["id"]) == cash + Decimal("99.50")
+        assert await account_balance(engine, ada["id"], "defi", "USDC") == 0
         await assert_ledger_clean(engine)
 
 

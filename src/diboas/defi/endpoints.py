@@ -21,6 +21,7 @@ from diboas.api.deps import DatabaseDep, SettingsDep
 from diboas.compliance import audit
 from diboas.defi import repository, schemas, views
 from diboas.defi import tasks as _tasks  # noqa: F401 - registers the jobs movements stage
+from diboas.defi.admin_endpoints import router as admin_router
 from diboas.defi.errors import (
     ExceedsPositionError,
     RiskNotAcknowledgedError,
@@ -30,7 +31,7 @@ from diboas.defi.errors import (
 )
 from diboas.defi.protocols import gas_usd, omnibus_for, prices_for, vaults_for
 from diboas.defi.repository import Position, Strategy
-from diboas.defi.service import catalog, movements, reconciliation
+from diboas.defi.service import catalog, movements
 from diboas.defi.service.movements import WithdrawalPlan
 from diboas.identity.dependencies import CurrentCaller, requires
 from diboas.kit.money import format_amount, parse_amount
@@ -349,29 +350,5 @@ async def get_position(
     ).items[0]
 
 
-@router.get(
-    "/admin/defi/reconciliation",
-    dependencies=[requires("admin:ledger")],
-    summary="The omnibus wallet's vault shares against the positions, and what needs an operator",
-)
-async def reconcile(
-    request: Request, db: DatabaseDep, settings: SettingsDep
-) -> schemas.ReconciliationOut:
-    report = await reconciliation.check(db.sessions, request.app.state.services, settings)
-    return schemas.ReconciliationOut(
-        ok=report.ok,
-        vaults=[
-            schemas.VaultCheckOut(
-                vault=v.vault,
-                omnibus_shares=str(v.omnibus_shares),
-                position_shares=str(v.position_shares),
-                platform_shares=str(v.platform_shares),
-                difference=str(v.difference),
-            )
-            for v in report.vaults
-        ],
-        unfinished_batches=report.unfinished["batches"],
-        ambiguous_withdrawals=report.unfinished["withdrawals"],
-        booked_usdc=str(report.booked_usdc),
-        ledger_usdc=str(report.ledger_usdc),
-    )
+# Operators' routes (reconciliation, resolving what the platform could not settle).
+router.include_router(admin_router)

@@ -373,3 +373,14 @@ async def set_transaction_hold(
                  WHERE id = :id AND created_at = :created_at"""),
         {"id": transaction_id, "created_at": created_at, "hold": hold_id},
     )
+
+
+async def lock_batch(session: AsyncSession, batch_id: uuid.UUID) -> tuple[str, str] | None:
+    """A batch's (strategy id, status), locked."""
+    row = (
+        await session.execute(
+            text("SELECT strategy_id, status FROM defi_batches WHERE id = :id FOR UPDATE"),
+            {"id": batch_id},
+        )
+    ).one_or_none()
+    return None if row is None else (row.strategy_id, row.status)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import BaseModel, Field, StringConstraints, model_validator
 
 from diboas.banking.schemas import DepositMethod, Id, PaymentMethodToken
 from diboas.kit.schemas import StrictModel
@@ -145,3 +145,37 @@ class ReconciliationOut(BaseModel):
     ambiguous_withdrawals: list[str]
     booked_usdc: str
     ledger_usdc: str
+
+
+class ResolveBatchIn(StrictModel):
+    """What an operator found: the batch was ``deposited`` (minting ``shares``) or
+    ``not_deposited``."""
+
+    outcome: Literal["deposited", "not_deposited"]
+    shares: Amount | None = None
+
+    @model_validator(mode="after")
+    def _shares_with_deposit(self) -> Self:
+        if (self.outcome == "deposited") != (self.shares is not None):
+            raise ValueError("shares are given exactly when the batch was deposited")
+        return self
+
+
+class ResolveWithdrawalIn(StrictModel):
+    """What an operator found: the shares were ``redeemed`` (for ``assets``) or
+    ``not_redeemed``."""
+
+    outcome: Literal["redeemed", "not_redeemed"]
+    assets: Amount | None = None
+
+    @model_validator(mode="after")
+    def _assets_with_redemption(self) -> Self:
+        if (self.outcome == "redeemed") != (self.assets is not None):
+            raise ValueError("assets are given exactly when the shares were redeemed")
+        return self
+
+
+class ResolvedOut(BaseModel):
+    """What the resolution did: ``settled`` or ``compensated``."""
+
+    outcome: str
