@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from diboas.chain.deploy import Deployment
 from diboas.db.engine import SessionFactory
 from diboas.defi.protocols import OMNIBUS, VAULTS
-from diboas.defi.service import valuation
+from diboas.defi.service import batches, valuation
 from diboas.providers.chain_web3 import Web3Chain
 from tests.api.conftest import Mailbox
 from tests.banking.helpers import balance, customer, fund
@@ -84,4 +84,49 @@ async def test_invest_earn_and_withdraw_on_the_erc4626_vault(
             "defi_deposit",
         ]
         assert app.state.services[VAULTS]["core"] is harness.vault
+        await assert_ledger_clean(engine)
+
+
+async def test_two_users_deposits_are_one_vault_deposit_on_chain(
+    database_url: URL,
+    mailbox: tuple[Mailbox, int],
+    engine: AsyncEngine,
+    sessions: SessionFactory,
+    chain: Web3Chain,  # noqa: F811 - the fixture of that name
+    deployer: LocalAccount,  # noqa: F811
+    deployment: Deployment,  # noqa: F811
+) -> None:
+    harness = await onchain_vault(chain, deployer, deployment)
+    omnibus = await harness.new_owner(Decimal("1000"))
+    app_services = services({"core": harness.vault})
+    app_services[OMNIBUS] = omnibus
+    async with defi_client(
+        database_url, mailbox[1], app_services, defi_batch_window_seconds=3600
+    ) as (client, app):
+        users, accepted = [], []
+        for amount in ("150.00", "250.00"):
+            user = await customer(client, engine)
+            await fund(sessions, user["id"], "500.00")
+            response = await client.post(
+                POSITIONS,
+                headers=user["headers"],
+                json={"strategy_id": "usdc-core", "amount": amount},
+            )
+            assert response.status_code == 201, response.text
+            users.append(user)
+            accepted.append(response.json())
+        assert await batches.run_batch(
+            sessions, app.state.services, app.state.settings, "usdc-core"
+        )
+        steps = []
+        for user, movement in zip(users, accepted, strict=True):
+            done = await settled(client, user["headers"], movement["id"])
+            assert done["status"] == "completed", done
+            steps.append(done["steps"][-1]["detail"])
+        # One approval and one deposit transaction, shared by both users.
+        assert steps[0]["tx_hashes"] == steps[1]["tx_hashes"]
+        assert len(steps[0]["tx_hashes"]) == 2
+        shares = sum((Decimal(s["shares"]) for s in steps), Decimal(0))
+        assert shares == await harness.vault.shares_of(omnibus.address)  # first deposit: 1:1
+        assert await harness.usdc_of(omnibus.address) == Decimal("600")
         await assert_ledger_clean(engine)
