@@ -74,6 +74,16 @@ class Action:
     scope: str | None
 
 
+# Every org-scoped action of the API (the routes name these; pages should too).
+READ_ORGANISATION = Action(OrgRole.VIEWER, "organisation:read")
+READ_TREASURY = Action(OrgRole.VIEWER, "treasury:read")
+READ_TRANSACTIONS = Action(OrgRole.VIEWER, "transactions:read")
+READ_PAYOUTS = Action(OrgRole.VIEWER, "payouts:read")
+WRITE_PAYOUTS = Action(OrgRole.MEMBER, "payouts:write")
+READ_AUDIT = Action(OrgRole.ADMIN, "audit:read")
+MANAGE = Action(OrgRole.ADMIN, None)  # members, keys, allow-list, funding: people only
+
+
 @dataclass(frozen=True, slots=True)
 class Principal:
     """The caller of an org-scoped request: a member, or one of the organisation's keys."""
@@ -237,17 +247,27 @@ def org_access(action: Action) -> Any:
         if credentials.credentials.startswith(api_keys.KEY_MARK):
             return await _with_key(request, settings, db, organisation_id, credentials, action)
         caller = await authenticate(request, settings, db, credentials)
-        if not has_permission(caller.user.role, PERMISSION):
-            raise ForbiddenError(f"this needs the {PERMISSION!r} permission")
-        found = await db.read_one(lambda s: repository.access(s, organisation_id, caller.user.id))
-        if found is None or found.role is None:
-            raise OrganisationNotFoundError("no such organisation")
-        ip = await _check_ip(request, db, found, user=caller.user)
-        role = _authorised_role(found, action)
-        return Principal(found.organisation, ip, user=caller.user, role=role)
+        return await authorise_member(request, db, organisation_id, caller.user, action)
 
     setattr(check, PERMISSION_ATTRIBUTE, PERMISSION)
     return Depends(check)
+
+
+async def authorise_member(
+    request: Request, db: DatabaseDep, organisation_id: uuid.UUID, user: User, action: Action
+) -> Principal:
+    """The ``Principal`` of a signed-in ``user`` allowed to do ``action`` on the organisation,
+    or the refusal (404 not a member, 403 address, role or permission). The API's dependency
+    uses it after checking the token; server-rendered pages can call it with the user of their
+    own session, so both apply the very same rules."""
+    if not has_permission(user.role, PERMISSION):
+        raise ForbiddenError(f"this needs the {PERMISSION!r} permission")
+    found = await db.read_one(lambda s: repository.access(s, organisation_id, user.id))
+    if found is None or found.role is None:
+        raise OrganisationNotFoundError("no such organisation")
+    ip = await _check_ip(request, db, found, user=user)
+    role = _authorised_role(found, action)
+    return Principal(found.organisation, ip, user=user, role=role)
 
 
 async def _with_key(

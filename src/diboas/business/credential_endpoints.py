@@ -13,13 +13,13 @@ from fastapi import APIRouter, Request, Response
 
 from diboas.api.deps import DatabaseDep, SettingsDep
 from diboas.business import schemas
-from diboas.business.access import Action, OrgRole, Principal, loopback_allowed, org_access
+from diboas.business.access import MANAGE, Principal, loopback_allowed, org_access
 from diboas.business.repository import AllowlistEntry, ApiKey
 from diboas.business.service import allowlist, api_keys
 
 router = APIRouter()
 
-Admin = Annotated[Principal, org_access(Action(OrgRole.ADMIN, None))]
+Admin = Annotated[Principal, org_access(MANAGE)]
 
 
 def _key_out(key: ApiKey) -> dict[str, Any]:

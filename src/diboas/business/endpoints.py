@@ -22,8 +22,10 @@ from diboas.balances.schemas import BalancesOut
 from diboas.banking.repository import Transaction
 from diboas.business import schemas
 from diboas.business.access import (
+    MANAGE,
     PERMISSION,
-    Action,
+    READ_ORGANISATION,
+    READ_TREASURY,
     OrgRole,
     Principal,
     client_address,
@@ -43,10 +45,6 @@ from diboas.market.endpoints import AsOfQuery, PricesDep
 from diboas.market.schemas import parse_as_of
 
 router = APIRouter(prefix="/business", tags=["business"])
-
-READ_ORGANISATION = Action(OrgRole.VIEWER, "organisation:read")
-READ_TREASURY = Action(OrgRole.VIEWER, "treasury:read")
-MANAGE = Action(OrgRole.ADMIN, None)
 
 Viewer = Annotated[Principal, org_access(READ_ORGANISATION)]
 TreasuryReader = Annotated[Principal, org_access(READ_TREASURY)]

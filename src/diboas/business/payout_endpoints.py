@@ -20,7 +20,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from diboas.api.deps import DatabaseDep, SettingsDep
 from diboas.business import schemas
-from diboas.business.access import Action, OrgRole, Principal, org_access
+from diboas.business.access import (
+    READ_AUDIT,
+    READ_PAYOUTS,
+    READ_TRANSACTIONS,
+    WRITE_PAYOUTS,
+    Principal,
+    org_access,
+)
 from diboas.business.endpoints_common import IdempotencyKey
 from diboas.business.payouts_repository import PayoutBatch, PayoutRow
 from diboas.business.service import exports, payout_execution, payouts
@@ -30,10 +37,10 @@ from diboas.ledger.idempotency import IdempotencyPolicy, run_idempotent
 
 router = APIRouter()
 
-PayoutReader = Annotated[Principal, org_access(Action(OrgRole.VIEWER, "payouts:read"))]
-PayoutWriter = Annotated[Principal, org_access(Action(OrgRole.MEMBER, "payouts:write"))]
-TransactionReader = Annotated[Principal, org_access(Action(OrgRole.VIEWER, "transactions:read"))]
-AuditReader = Annotated[Principal, org_access(Action(OrgRole.ADMIN, "audit:read"))]
+PayoutReader = Annotated[Principal, org_access(READ_PAYOUTS)]
+PayoutWriter = Annotated[Principal, org_access(WRITE_PAYOUTS)]
+TransactionReader = Annotated[Principal, org_access(READ_TRANSACTIONS)]
+AuditReader = Annotated[Principal, org_access(READ_AUDIT)]
 _SCALE = 2
 
 
