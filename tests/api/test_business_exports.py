@@ -65,6 +65,29 @@ async def test_movements_export_is_csv_and_formula_safe(
     for row in rows:
         assert not any(cell.startswith(("=", "+", "-", "@")) for cell in row.values())
 
+    # The same movements as JSON pages, newest first, for the pages; a key reads them too.
+    reader = await create_key(client, admin["headers"], oid, ["transactions:read"])
+    first = await client.get(
+        org_path(oid, "/movements"), headers=key_headers(reader), params={"limit": 2}
+    )
+    assert first.status_code == 200, first.text
+    assert [(m["type"], m["amount"]) for m in first.json()["items"]] == [
+        ("business.payout", "5.00"),
+        ("business.payout", "25.00"),
+    ]
+    rest = await client.get(
+        org_path(oid, "/movements"),
+        headers=key_headers(reader),
+        params={"limit": 2, "cursor": first.json()["next_cursor"]},
+    )
+    assert [m["direction"] for m in rest.json()["items"]] == ["credit"]
+    assert rest.json()["next_cursor"] is None
+    for cursor in ("garbage", "W10=", "WyJ4IiwxLDJd"):
+        bad = await client.get(
+            org_path(oid, "/movements"), headers=admin["headers"], params={"cursor": cursor}
+        )
+        assert bad.status_code == 422, cursor
+
     # A period with nothing in it is just the header.
     empty = await client.get(
         org_path(oid, "/exports/movements.csv"),

@@ -191,6 +191,39 @@ def _csv(content: str, filename: str) -> Response:
 
 
 @router.get(
+    "/organisations/{organisation_id}/movements",
+    summary="The treasury's movements, newest first",
+)
+async def list_movements(
+    principal: TransactionReader,
+    db: DatabaseDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(min_length=1, max_length=512)] = None,
+) -> schemas.MovementPageOut:
+    page = await db.run(
+        lambda s: exports.movements_page(s, principal.organisation_id, cursor=cursor, limit=limit)
+    )
+    return schemas.MovementPageOut(
+        items=[
+            schemas.MovementOut(
+                created_at=m.created_at,
+                entry_id=m.entry_id,
+                type=m.kind,
+                direction="credit" if m.amount > 0 else "debit",
+                amount=format_amount(abs(m.amount), m.scale),
+                currency=m.asset,
+                balance_after=format_amount(m.balance_after, m.scale),
+                counterparty_email=m.counterparty_email,
+                note=m.note,
+                reference=m.reference,
+            )
+            for m in page.items
+        ],
+        next_cursor=page.next_cursor,
+    )
+
+
+@router.get(
     "/organisations/{organisation_id}/exports/movements.csv",
     summary="The treasury's ledger movements as CSV",
     response_class=Response,

@@ -29,6 +29,7 @@ class Movement:
     reference: str | None
     counterparty_email: str | None
     note: str | None
+    account_id: int
 
 
 async def movements(
@@ -44,7 +45,7 @@ async def movements(
         text("""
             SELECT p.created_at, p.entry_id, e.kind, a.domain, a.asset, s.scale, p.amount,
                    p.balance_after, e.reference, u.email AS counterparty_email,
-                   e.metadata ->> 'note' AS note
+                   e.metadata ->> 'note' AS note, a.id AS account_id
               FROM accounts a
               JOIN assets s ON s.code = a.asset
               JOIN postings p ON p.account_id = a.id
@@ -57,6 +58,42 @@ async def movements(
              LIMIT :limit
         """),
         {"org": organisation_id, "since": since, "until": until, "limit": limit},
+    )
+    return [Movement(**r._mapping) for r in rows]
+
+
+async def movements_page(
+    session: AsyncSession,
+    organisation_id: uuid.UUID,
+    *,
+    before: tuple[datetime, int, int] | None,
+    limit: int,
+) -> list[Movement]:
+    """The organisation's postings, newest first, strictly before the (created_at, entry id,
+    account id) of ``before`` when given."""
+    rows = await session.execute(
+        text("""
+            SELECT p.created_at, p.entry_id, e.kind, a.domain, a.asset, s.scale, p.amount,
+                   p.balance_after, e.reference, u.email AS counterparty_email,
+                   e.metadata ->> 'note' AS note, a.id AS account_id
+              FROM accounts a
+              JOIN assets s ON s.code = a.asset
+              JOIN postings p ON p.account_id = a.id
+              JOIN entries e ON e.id = p.entry_id AND e.created_at = p.created_at
+              LEFT JOIN users u ON u.id = CAST(e.metadata ->> 'counterparty_user_id' AS uuid)
+             WHERE a.owner_type = 'organisation' AND a.owner_id = :org
+               AND (CAST(:at AS timestamptz) IS NULL
+                    OR (p.created_at, p.entry_id, a.id) < (:at, :entry, :account))
+             ORDER BY p.created_at DESC, p.entry_id DESC, a.id DESC
+             LIMIT :limit
+        """),
+        {
+            "org": organisation_id,
+            "at": None if before is None else before[0],
+            "entry": None if before is None else before[1],
+            "account": None if before is None else before[2],
+            "limit": limit,
+        },
     )
     return [Movement(**r._mapping) for r in rows]
 

@@ -167,6 +167,28 @@ class PayoutBatchOut(BaseModel):
     rows: list[PayoutRowOut] | None = None
 
 
+class MovementOut(BaseModel):
+    """One movement on the treasury: a posting of a ledger entry, unsigned with a direction."""
+
+    created_at: datetime
+    entry_id: int
+    type: str
+    direction: Literal["credit", "debit"]
+    amount: str
+    currency: str
+    balance_after: str
+    counterparty_email: str | None
+    note: str | None
+    reference: str | None
+
+
+class MovementPageOut(BaseModel):
+    """A page of the treasury's movements, newest first; ``next_cursor`` fetches the next."""
+
+    items: list[MovementOut]
+    next_cursor: str | None
+
+
 class AuditEntryOut(BaseModel):
     """One audit row about the organisation."""
 

@@ -8,18 +8,21 @@ Amounts are written unsigned, with a ``direction`` column, so no figure needs th
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import json
 import uuid
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from diboas.business import reports_repository as repository
 from diboas.business.errors import ExportTooLargeError
-from diboas.business.reports_repository import AuditRow
+from diboas.business.reports_repository import AuditRow, Movement
+from diboas.kit.errors import InvalidRequestError
 from diboas.kit.money import format_amount
 from diboas.settings import Settings
 
@@ -62,6 +65,43 @@ def to_csv(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
     writer.writerow(header)
     writer.writerows([safe_cell(cell) for cell in row] for row in rows)
     return buffer.getvalue()
+
+
+@dataclass(frozen=True, slots=True)
+class MovementPage:
+    """Movements newest first, and the cursor of the next page (None at the end)."""
+
+    items: list[Movement]
+    next_cursor: str | None
+
+
+def _cursor(movement: Movement) -> str:
+    position = [movement.created_at.isoformat(), movement.entry_id, movement.account_id]
+    return base64.urlsafe_b64encode(json.dumps(position).encode()).decode()
+
+
+def _position(cursor: str) -> tuple[datetime, int, int]:
+    try:
+        at, entry, account = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        position = (datetime.fromisoformat(at), int(entry), int(account))
+    except (ValueError, TypeError):
+        raise InvalidRequestError("the cursor is not valid", details={"field": "cursor"}) from None
+    if position[0].tzinfo is None:
+        raise InvalidRequestError("the cursor is not valid", details={"field": "cursor"})
+    return position
+
+
+async def movements_page(
+    session: AsyncSession, organisation_id: uuid.UUID, *, cursor: str | None, limit: int
+) -> MovementPage:
+    """A page of the treasury's movements, newest first."""
+    before = None if cursor is None else _position(cursor)
+    found = await repository.movements_page(
+        session, organisation_id, before=before, limit=limit + 1
+    )
+    more = len(found) > limit
+    items = found[:limit]
+    return MovementPage(items, _cursor(items[-1]) if more else None)
 
 
 async def movements_csv(
