@@ -29,7 +29,7 @@ from diboas.defi.errors import (
     VaultRefusedError,
     VaultUnavailableError,
 )
-from diboas.defi.protocols import gas_usd, omnibus_for, prices_for, vaults_for
+from diboas.defi.protocols import gas_usd, omnibus_for, prices_for, read_vault, vaults_for
 from diboas.defi.repository import Position, Strategy
 from diboas.defi.service import catalog, movements
 from diboas.defi.service.movements import WithdrawalPlan
@@ -113,12 +113,12 @@ async def list_strategies(
     request: Request, db: DatabaseDep, settings: SettingsDep
 ) -> list[schemas.StrategyOut]:
     vaults = vaults_for(request.app.state.services, settings)
+    strategies = await db.run(repository.list_strategies)
+    # The vaults are read outside any transaction (a chain call never holds a connection).
+    prices = {s.id: await catalog.share_price(vaults.get(s.vault)) for s in strategies}
 
     async def read(session: AsyncSession) -> list[catalog.StrategyView]:
-        return [
-            await catalog.view(session, settings, strategy, vaults.get(strategy.vault))
-            for strategy in await repository.list_strategies(session)
-        ]
+        return [await catalog.view(session, settings, s, prices[s.id]) for s in strategies]
 
     return [
         schemas.StrategyOut(
@@ -234,11 +234,15 @@ async def _plan(
 ) -> WithdrawalPlan:
     if amount is None:
         shares = position.free_shares
-        expected = (await vault.preview_redeem(shares)).quantize(_CENT, rounding=ROUND_DOWN)
+        expected = (await read_vault(vault.preview_redeem(shares))).quantize(
+            _CENT, rounding=ROUND_DOWN
+        )
     else:
         expected = parse_amount(amount, 2)
-        worth = await vault.preview_redeem(position.free_shares)
-        shares = await vault.preview_withdraw(expected) if expected <= worth else worth + 1
+        worth = await read_vault(vault.preview_redeem(position.free_shares))
+        shares = (
+            await read_vault(vault.preview_withdraw(expected)) if expected <= worth else worth + 1
+        )
         if shares > position.free_shares:
             raise ExceedsPositionError(
                 "the position is worth less than that",

@@ -10,8 +10,9 @@ strategy is unavailable while that is not set). Tests hand in their own under ``
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from decimal import ROUND_UP, Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
@@ -30,10 +31,12 @@ from diboas.providers.chain import GasQuote
 from diboas.providers.chain_web3 import Web3Chain
 from diboas.providers.defi import SandboxVault, VaultProtocol
 from diboas.providers.defi_onchain import Erc4626Vault
+from diboas.providers.resilience import ProviderError
 from diboas.settings import Settings
 
 VAULTS = "defi.vaults"
 OMNIBUS = "defi.omnibus"
+T = TypeVar("T")
 _CHAIN = "chain.rpc"  # shared with chain.tasks: one client (and nonce cache) per process
 
 # Without a chain the omnibus wallet only names the sandbox vault's holder: a fixed,
@@ -129,3 +132,13 @@ async def gas_usd(prices: PriceService, gas: GasQuote | int) -> Decimal:
     wei = gas if isinstance(gas, int) else gas.max_cost_wei
     eth = await prices.price_usd("ETH")
     return wei_to_usd(wei, eth.price_usd)
+
+
+async def read_vault(call: Awaitable[T]) -> T:
+    """A vault read for a request: a vault (chain) out of reach is 503, never a crash."""
+    try:
+        return await call
+    except ProviderError as error:
+        raise VaultUnavailableError(
+            "the vault cannot be read now; try again", details={"code": error.code}
+        ) from error

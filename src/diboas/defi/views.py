@@ -8,7 +8,7 @@ from typing import Any
 
 from diboas.banking.repository import Transaction
 from diboas.defi import schemas
-from diboas.defi.protocols import prices_for, vaults_for
+from diboas.defi.protocols import prices_for, read_vault, vaults_for
 from diboas.defi.repository import Position, Strategy
 from diboas.defi.service import valuation
 from diboas.defi.service.movements import Accepted
@@ -57,7 +57,7 @@ async def positions_out(
     for position in positions:
         strategy = strategies[position.strategy_id]
         valued = valuation.Valued(
-            position, await valuation.value_of(vaults.get(strategy.vault), position)
+            position, await read_vault(valuation.value_of(vaults.get(strategy.vault), position))
         )
         worth = (valued.value * prices[strategy.asset]).quantize(_CENT, rounding=ROUND_HALF_EVEN)
         if position.status in ("funding", "pending", "batched", "open"):

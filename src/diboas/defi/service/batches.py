@@ -37,8 +37,9 @@ from diboas.db.engine import SessionFactory
 from diboas.db.transactions import run_in_transaction
 from diboas.defi import repository
 from diboas.defi import repository_reports as reports
-from diboas.defi.protocols import gas_usd, omnibus_for, prices_for, vaults_for
+from diboas.defi.protocols import omnibus_for, prices_for, vaults_for, wei_to_usd
 from diboas.defi.repository import Position, Strategy
+from diboas.defi.service import catalog
 from diboas.defi.service.accounts import (
     SYSTEM,
     clearing,
@@ -293,6 +294,9 @@ async def run_batch(
     be reached and nothing was sent."""
     vaults = vaults_for(services, settings)
     owner = await omnibus_for(services, settings, sessions)
+    # Priced before the vault is called: nothing after the vault's answer may fail but the
+    # settlement itself (a failure there would leave a sent transaction unsettled).
+    eth = (await prices_for(services).price_usd("ETH")).price_usd
     batch = await run_in_transaction(sessions, lambda s: open_batch(s, strategy_id))
     if batch is None:
         return None
@@ -318,12 +322,13 @@ async def run_batch(
         if outcome == "retry":
             raise
         return batch.id
-    paid = await gas_usd(prices_for(services), move.gas_fee_wei)
-    price = await vault.share_price()
+    paid = wei_to_usd(move.gas_fee_wei, eth)
+    price = await catalog.share_price(vault)  # None if the vault cannot be read now
 
     async def settle(session: AsyncSession) -> None:
         await settle_batch(session, batch, move, paid, vault.share_scale)
-        await reports.record_share_price(session, batch.strategy.id, price)
+        if price is not None:
+            await reports.record_share_price(session, batch.strategy.id, price)
 
     await run_in_transaction(sessions, settle)
     return batch.id

@@ -22,6 +22,7 @@ from diboas.defi import repository_reports as reports
 from diboas.defi.errors import RiskNotAcknowledgedError, StrategyUnavailableError
 from diboas.defi.repository import Strategy
 from diboas.providers.defi import VaultProtocol
+from diboas.providers.resilience import ProviderError
 from diboas.settings import Settings
 
 DEFAULT_MAX_RISK = 2
@@ -49,13 +50,24 @@ def vault_of(vaults: dict[str, VaultProtocol], strategy: Strategy) -> VaultProto
     return vault
 
 
-async def view(
-    session: AsyncSession, settings: Settings, strategy: Strategy, vault: VaultProtocol | None
-) -> StrategyView:
-    """The strategy with its APY (derived when there is enough history, else configured)."""
+async def share_price(vault: VaultProtocol | None) -> Decimal | None:
+    """The vault's share price now; None when it is not configured or cannot be reached (its
+    strategy is then listed as unavailable rather than failing the catalog)."""
     if vault is None:
+        return None
+    try:
+        return await vault.share_price()
+    except ProviderError:
+        return None
+
+
+async def view(
+    session: AsyncSession, settings: Settings, strategy: Strategy, price: Decimal | None
+) -> StrategyView:
+    """The strategy with its APY (derived when there is enough history, else configured);
+    ``price`` is its vault's share price now, read before the transaction."""
+    if price is None:
         return StrategyView(strategy, strategy.configured_apy, "configured", None, False)
-    price = await vault.share_price()
     oldest = await reports.oldest_share_price(
         session, strategy.id, window_days=settings.defi_apy_window_days
     )

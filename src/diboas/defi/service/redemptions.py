@@ -31,8 +31,9 @@ from diboas.db.engine import SessionFactory
 from diboas.db.transactions import run_in_transaction
 from diboas.defi import repository
 from diboas.defi import repository_reports as reports
-from diboas.defi.protocols import gas_usd, omnibus_for, prices_for, vaults_for
+from diboas.defi.protocols import omnibus_for, prices_for, vaults_for, wei_to_usd
 from diboas.defi.repository import Strategy, Withdrawal
+from diboas.defi.service import catalog
 from diboas.defi.service.accounts import (
     SYSTEM,
     clearing,
@@ -262,6 +263,9 @@ async def run_withdrawal(
     not be reached and nothing was sent)."""
     vaults = vaults_for(services, settings)
     owner = await omnibus_for(services, settings, sessions)
+    # Priced before the vault is called: nothing after the vault's answer may fail but the
+    # settlement itself (a failure there would leave a sent transaction unsettled).
+    eth = (await prices_for(services).price_usd("ETH")).price_usd
     redemption = await run_in_transaction(sessions, lambda s: begin(s, transaction_id))
     if redemption is None:
         return
@@ -285,11 +289,12 @@ async def run_withdrawal(
         if outcome == "retry":
             raise
         return
-    paid = await gas_usd(prices_for(services), move.gas_fee_wei)
-    price = await vault.share_price()
+    paid = wei_to_usd(move.gas_fee_wei, eth)
+    price = await catalog.share_price(vault)  # None if the vault cannot be read now
 
     async def finish(session: AsyncSession) -> None:
         await settle(session, redemption, move, paid)
-        await reports.record_share_price(session, redemption.strategy.id, price)
+        if price is not None:
+            await reports.record_share_price(session, redemption.strategy.id, price)
 
     await run_in_transaction(sessions, finish)
