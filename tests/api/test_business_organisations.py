@@ -12,7 +12,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from diboas.db.engine import SessionFactory
-from tests.api.conftest import sign_up
+from tests.api.conftest import sign_in, sign_up
 from tests.banking.helpers import API, balance, customer, fund
 from tests.business.helpers import BUSINESS, add_member, create_organisation, org_path
 from tests.orchestration.conftest import assert_ledger_clean
@@ -204,3 +204,19 @@ async def test_funding_needs_the_money_an_admin_and_a_verified_customer(
         org_path(unverified_org, "/treasury/fundings"), headers=unverified["headers"], json=body
     )
     assert kyc.status_code == 403 and kyc.json()["error"]["code"] == "kyc_required"
+
+
+async def test_a_role_without_business_access_is_403(
+    client: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
+    founder = await sign_up(client)
+    oid = (await create_organisation(client, founder["headers"]))["id"]
+    async with engine.begin() as conn:
+        await conn.execute(
+            text("UPDATE users SET role = 'support' WHERE email = :e"), {"e": founder["email"]}
+        )
+    support = await sign_in(client, founder["email"])  # the role travels in the new token
+    for path in (f"{BUSINESS}/organisations", org_path(oid)):
+        refused = await client.get(path, headers=support["headers"])
+        assert refused.status_code == 403, path
+        assert refused.json()["error"]["code"] == "forbidden"
