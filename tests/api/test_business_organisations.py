@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from decimal import Decimal
 
@@ -220,3 +221,47 @@ async def test_a_role_without_business_access_is_403(
         refused = await client.get(path, headers=support["headers"])
         assert refused.status_code == 403, path
         assert refused.json()["error"]["code"] == "forbidden"
+
+
+async def test_members_leave_on_their_own_but_the_last_admin_stays(
+    client: httpx.AsyncClient,
+) -> None:
+    founder, viewer = await sign_up(client), await sign_up(client)
+    oid = (await create_organisation(client, founder["headers"]))["id"]
+    await add_member(client, founder["headers"], oid, viewer["email"], "viewer")
+    left = await client.post(org_path(oid, "/leave"), headers=viewer["headers"])
+    assert left.status_code == 204
+    assert (await client.get(org_path(oid), headers=viewer["headers"])).status_code == 404
+    stays = await client.post(org_path(oid, "/leave"), headers=founder["headers"])
+    assert stays.status_code == 409 and stays.json()["error"]["code"] == "last_admin"
+
+
+async def test_two_admins_demoting_each_other_at_once_leave_one_admin(
+    client: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
+    for _ in range(3):
+        first, second = await sign_up(client), await sign_up(client)
+        oid = (await create_organisation(client, first["headers"]))["id"]
+        await add_member(client, first["headers"], oid, second["email"], "admin")
+        demote_second = client.patch(
+            org_path(oid, f"/members/{second['user']['id']}"),
+            headers=first["headers"],
+            json={"role": "member"},
+        )
+        demote_first = client.patch(
+            org_path(oid, f"/members/{first['user']['id']}"),
+            headers=second["headers"],
+            json={"role": "member"},
+        )
+        answers = await asyncio.gather(demote_second, demote_first)
+        assert sorted(r.status_code for r in answers)[0] == 200
+        assert {r.status_code for r in answers} <= {200, 403, 409}
+        async with engine.connect() as conn:
+            admins = (
+                await conn.execute(
+                    text("""SELECT count(*) FROM organisation_members
+                             WHERE organisation_id = :o AND role = 'admin'"""),
+                    {"o": oid},
+                )
+            ).scalar_one()
+        assert admins == 1

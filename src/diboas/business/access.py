@@ -82,6 +82,7 @@ READ_PAYOUTS = Action(OrgRole.VIEWER, "payouts:read")
 WRITE_PAYOUTS = Action(OrgRole.MEMBER, "payouts:write")
 READ_AUDIT = Action(OrgRole.ADMIN, "audit:read")
 MANAGE = Action(OrgRole.ADMIN, None)  # members, keys, allow-list, funding: people only
+LEAVE = Action(OrgRole.VIEWER, None)  # any member may leave (a key is no member)
 
 
 @dataclass(frozen=True, slots=True)

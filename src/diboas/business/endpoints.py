@@ -22,6 +22,7 @@ from diboas.balances.schemas import BalancesOut
 from diboas.banking.repository import Transaction
 from diboas.business import schemas
 from diboas.business.access import (
+    LEAVE,
     MANAGE,
     PERMISSION,
     READ_ORGANISATION,
@@ -165,6 +166,24 @@ async def remove_member(
     user_id: uuid.UUID, principal: Admin, request: Request, db: DatabaseDep
 ) -> Response:
     context = principal.audit_context(request)
+    await db.run(
+        lambda s: organisations.remove_member(s, principal, user_id=user_id, context=context)
+    )
+    return Response(status_code=204)
+
+
+@router.post(
+    "/organisations/{organisation_id}/leave",
+    status_code=204,
+    summary="Leave the organisation (not as its last admin)",
+)
+async def leave_organisation(
+    principal: Annotated[Principal, org_access(LEAVE)], request: Request, db: DatabaseDep
+) -> Response:
+    context = principal.audit_context(request)
+    if principal.user is None:  # LEAVE admits no API key; explicit for the type checker
+        raise RuntimeError("leaving needs a signed-in member")
+    user_id = principal.user.id
     await db.run(
         lambda s: organisations.remove_member(s, principal, user_id=user_id, context=context)
     )
