@@ -305,6 +305,19 @@ async def test_insufficient_funds_changes_nothing(
     assert (await client.get(POSITIONS, headers=ada["headers"])).json()["items"] == []
 
 
+async def test_investing_needs_kyc(
+    client: httpx.AsyncClient, engine: AsyncEngine, sessions: SessionFactory
+) -> None:
+    eve = await customer(client, engine, tier=0)
+    await fund(sessions, eve["id"], "100.00")  # e.g. received from another user
+    response = await client.post(
+        POSITIONS, headers=eve["headers"], json={"strategy_id": "usdc-core", "amount": "50.00"}
+    )
+    assert response.status_code == 403 and response.json()["error"]["code"] == "kyc_required"
+    assert await balance(engine, eve["id"]) == Decimal("100.00")
+    assert await transaction_count(engine, eve["id"]) == 0
+
+
 async def test_another_users_position_is_not_found(
     client: httpx.AsyncClient, engine: AsyncEngine, sessions: SessionFactory
 ) -> None:
@@ -369,4 +382,28 @@ async def test_unknown_strategy_and_bad_withdrawals(
         response = await client.post(path, headers=headers, json=body)
         assert response.status_code == 422, (body, response.text)
         assert response.json()["error"]["code"] == code, (body, response.text)
+    await assert_ledger_clean(engine)
+
+
+async def test_a_withdrawal_replayed_with_its_key_is_made_once(
+    client: httpx.AsyncClient, engine: AsyncEngine, sessions: SessionFactory
+) -> None:
+    ada = await _funded(client, engine, sessions, "200.00")
+    headers = ada["headers"]
+    movement = await _invest(client, headers, {"strategy_id": "usdc-core", "amount": "100.00"})
+    path = f"{POSITIONS}/{movement['position_id']}/withdraw"
+    keyed = {**headers, "Idempotency-Key": f"out-{uuid.uuid4()}"}
+    first = await client.post(path, headers=keyed, json={"amount": "40.00"})
+    assert first.status_code == 201, first.text
+    replay = await client.post(path, headers=keyed, json={"amount": "40.00"})
+    assert replay.status_code == 201 and replay.json() == first.json()
+    assert replay.headers["Idempotent-Replayed"] == "true"
+    other = await client.post(path, headers=keyed, json={"amount": "41.00"})
+    assert other.status_code == 422
+    assert other.json()["error"]["code"] == "idempotency_key_reused"
+    assert (await settled(client, headers, first.json()["id"]))["status"] == "completed"
+    history = (await client.get(f"{API}/transactions", headers=headers)).json()["items"]
+    assert [t["type"] for t in history].count("defi_withdraw") == 1
+    [position] = (await client.get(POSITIONS, headers=headers)).json()["items"]
+    assert position["value"] == "60.000000"
     await assert_ledger_clean(engine)

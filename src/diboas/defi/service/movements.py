@@ -21,7 +21,7 @@ from diboas.banking import repository as transactions
 from diboas.banking.repository import NewTransaction, Transaction
 from diboas.banking.service import reversals
 from diboas.banking.service.common import banking_account, fee_record, lock_user
-from diboas.compliance import audit
+from diboas.compliance import audit, limits
 from diboas.compliance.audit import AuditContext
 from diboas.defi import repository
 from diboas.defi.errors import (
@@ -69,6 +69,18 @@ async def _fee(
     return FeeBreakdown(CURRENCY, schedule.platform, schedule.provider, gas_usd, vault)
 
 
+def _ensure_verified(settings: Settings, user: User) -> None:
+    """Investing moves money: the same identity rules as banking (verified email where the
+    platform requires it, KYC tier 1 or more). DeFi has no amount limits of its own yet."""
+    if settings.email_verification_required and user.email_verified_at is None:
+        raise limits.EmailVerificationRequiredError("verify your email address before investing")
+    if not limits.limits_for(settings, user.kyc_tier):
+        raise limits.KycRequiredError(
+            "complete identity verification (KYC) before investing",
+            details={"kyc_tier": user.kyc_tier},
+        )
+
+
 async def invest(
     session: AsyncSession,
     settings: Settings,
@@ -92,6 +104,7 @@ async def invest(
             details={"strategy_id": strategy.id, "min_amount": str(strategy.min_amount)},
         )
     user = await lock_user(session, user_id)
+    _ensure_verified(settings, user)
     await reversals.ensure_not_frozen(session, user.id, CURRENCY)
     max_risk = await repository.get_risk_profile(session, user.id)
     limit, acknowledged = check_risk(strategy, max_risk, acknowledged=acknowledge_risk)
