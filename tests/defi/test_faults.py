@@ -198,3 +198,23 @@ async def test_a_refused_redemption_frees_the_shares_and_moves_no_money(
         [position] = (await client.get(POSITIONS, headers=ada["headers"])).json()["items"]
         assert position["status"] == "open" and position["withdrawing_shares"] == "0.000000"
         await assert_ledger_clean(engine)
+
+
+async def test_a_strategy_whose_vault_is_not_configured_is_unavailable(
+    database_url: URL, mailbox: tuple[Mailbox, int], engine: AsyncEngine, sessions: SessionFactory
+) -> None:
+    only_core = {"core": vaults()["core"]}  # e.g. a chain without a growth vault address
+    async with defi_client(database_url, mailbox[1], services(only_core)) as (client, _):
+        ada = await customer(client, engine)
+        await fund(sessions, ada["id"], "500.00")
+        listed = (await client.get(f"{API}/defi/strategies", headers=ada["headers"])).json()
+        growth = next(s for s in listed if s["id"] == "usdc-growth")
+        assert growth["available"] is False and growth["share_price"] is None
+        response = await client.post(
+            POSITIONS,
+            headers=ada["headers"],
+            json={"strategy_id": "usdc-growth", "amount": "200.00", "acknowledge_risk": True},
+        )
+        assert response.status_code == 409
+        assert response.json()["error"]["code"] == "strategy_unavailable"
+        assert await balance(engine, ada["id"]) == Decimal("500.00")
