@@ -3,16 +3,13 @@
 Orders take an optional ``Idempotency-Key`` like banking's movements: the first answer
 (success or refusal) is stored with its effect and replayed for the same key and body.
 
-Permissions: there are no investing-specific permissions yet, so trading declares
-``banking:transfer`` (it moves the caller's own money out of Banking) and reading declares
-``balances:read``.
+Permissions: trading declares ``investing:trade``, reading ``investing:read``.
 """
 
 from __future__ import annotations
 
 import uuid
 from datetime import timedelta
-from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request, Response
@@ -22,10 +19,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from diboas.api.deps import DatabaseDep, SettingsDep
 from diboas.fees.service import QuoteMismatchError
 from diboas.identity.dependencies import CurrentCaller, requires
-from diboas.investing import repository, schemas
+from diboas.investing import repository, schemas, trading
 from diboas.investing import tasks as _tasks  # noqa: F401 - registers the reconcile job
-from diboas.investing.repository import Order, TradeQuote
+from diboas.investing.repository import TradeQuote
 from diboas.investing.service import execution, portfolio, quotes, venues_for
+from diboas.investing.views import order_out, quote_out, scale_of, usd
 from diboas.kit.errors import DomainError, NotFoundError
 from diboas.kit.money import format_amount
 from diboas.ledger.idempotency import IdempotencyPolicy, run_idempotent
@@ -45,88 +43,6 @@ IdempotencyKey = Annotated[
 ]
 
 
-def _usd(value: Decimal) -> str:
-    return format_amount(value, 2)
-
-
-def _route(quote: TradeQuote) -> schemas.RouteOut:
-    route = quote.route
-    return schemas.RouteOut(
-        provider=str(route.get("provider", quote.venue)),
-        reason=str(route.get("reason", "")),
-        candidates=[
-            schemas.RouteCostOut(
-                **{
-                    k: _usd(Decimal(c[k]))
-                    for k in ("fee", "spread", "slippage", "network", "total")
-                },
-                venue=c["venue"],
-            )
-            for c in route.get("candidates", [])
-        ],
-        skipped=dict(route.get("skipped", {})),
-    )
-
-
-def _fee(quote: TradeQuote) -> schemas.FeeOut:
-    return schemas.FeeOut(
-        platform=_usd(quote.platform_fee),
-        provider=_usd(quote.provider_fee),
-        network=_usd(quote.network_fee),
-    )
-
-
-def _total(quote: TradeQuote) -> Decimal:
-    # A buy costs amount + fee; a sale pays amount − fee.
-    sign = 1 if quote.side == "buy" else -1
-    return quote.amount_usd + sign * quote.total_fee
-
-
-def quote_out(quote: TradeQuote, scale: int) -> schemas.QuoteOut:
-    """A quote as its owner sees it."""
-    return schemas.QuoteOut(
-        quote_id=quote.id,
-        side=quote.side,
-        asset=quote.asset,
-        quantity=format_amount(quote.quantity, scale),
-        price=_usd(quote.price),
-        amount_usd=_usd(quote.amount_usd),
-        fee=_usd(quote.total_fee),
-        fee_breakdown=_fee(quote),
-        total_usd=_usd(_total(quote)),
-        route=_route(quote),
-        hold_id=quote.hold_id,
-        status="expired" if quote.status == "open" and quote.expired else quote.status,
-        expires_at=quote.expires_at,
-        transaction_id=quote.transaction_id,
-    )
-
-
-def order_out(order: Order, quote: TradeQuote, scale: int) -> schemas.OrderOut:
-    """An executed order; ``id`` is its transaction."""
-    return schemas.OrderOut(
-        id=order.transaction_id,
-        order_id=order.id,
-        quote_id=quote.id,
-        status="completed",
-        side=order.side,
-        asset=order.asset,
-        quantity=format_amount(order.quantity, scale),
-        price=_usd(order.price),
-        amount_usd=_usd(order.amount_usd),
-        fee=_usd(order.fee_usd),
-        fee_breakdown=_fee(quote),
-        total_usd=_usd(_total(quote)),
-        venue=order.venue,
-        route=_route(quote),
-        created_at=order.created_at,
-    )
-
-
-async def _scale(session: AsyncSession, asset: str) -> int:
-    return (await repository.holdings_scale(session, asset)) or 8
-
-
 @router.post(
     "/investing/quotes",
     status_code=201,
@@ -138,19 +54,8 @@ async def create_quote(
     caller: CurrentCaller,
     request: Request,
     db: DatabaseDep,
-    settings: SettingsDep,
 ) -> schemas.QuoteOut:
-    venues = venues_for(request.app.state.services, settings)
-    trade = quotes.parse_trade(
-        venues, side=body.side, asset=body.asset, amount_usd=body.amount_usd, quantity=body.quantity
-    )
-    priced = await quotes.price_trade(venues, trade)
-
-    async def lock(session: AsyncSession) -> schemas.QuoteOut:
-        quote = await quotes.lock_quote(session, settings, user=caller.user, priced=priced)
-        return quote_out(quote, await _scale(session, quote.asset))
-
-    return await db.run(lock)
+    return await trading.quote(db, request.app.state.services, caller.user, body)
 
 
 @router.get(
@@ -163,7 +68,7 @@ async def get_quote(
         quote = await repository.get_quote(session, quote_id, user_id=caller.id)
         if quote is None:
             raise execution.QuoteNotFoundError("no such quote", details={"quote_id": str(quote_id)})
-        return quote_out(quote, await _scale(session, quote.asset))
+        return quote_out(quote, await scale_of(session, quote.asset))
 
     return await db.run(read)
 
@@ -228,7 +133,7 @@ async def create_order(
         order = await execution.execute(session, venues, user=caller.user, quote_id=quote_ids[0])
         quote = await repository.get_quote(session, quote_ids[0], user_id=caller.id)
         assert quote is not None  # noqa: S101 - just executed
-        out = order_out(order, quote, await _scale(session, order.asset))
+        out = order_out(order, quote, await scale_of(session, order.asset))
         return 201, out.model_dump(mode="json")
 
     try:
@@ -286,7 +191,7 @@ async def get_order(
         )
         if order is None or quote is None:
             raise NotFoundError("no such order", details={"order_id": str(order_id)})
-        return order_out(order, quote, await _scale(session, order.asset))
+        return order_out(order, quote, await scale_of(session, order.asset))
 
     return await db.run(read)
 
@@ -308,18 +213,18 @@ async def get_portfolio(
             schemas.HoldingOut(
                 asset=h.asset,
                 quantity=format_amount(h.quantity, h.scale),
-                cost_basis=_usd(h.cost_basis),
-                average_cost=None if h.average_cost is None else _usd(h.average_cost),
-                price=_usd(h.price),
-                value_usd=_usd(h.value_usd),
-                unrealised_pnl=_usd(h.unrealised_pnl),
-                realised_pnl=_usd(h.realised_pnl),
+                cost_basis=usd(h.cost_basis),
+                average_cost=None if h.average_cost is None else usd(h.average_cost),
+                price=usd(h.price),
+                value_usd=usd(h.value_usd),
+                unrealised_pnl=usd(h.unrealised_pnl),
+                realised_pnl=usd(h.realised_pnl),
             )
             for h in valued.holdings
         ],
-        total_value_usd=_usd(valued.total("value_usd")),
-        total_cost_basis=_usd(valued.total("cost_basis")),
-        unrealised_pnl=_usd(valued.total("unrealised_pnl")),
-        realised_pnl=_usd(valued.total("realised_pnl")),
+        total_value_usd=usd(valued.total("value_usd")),
+        total_cost_basis=usd(valued.total("cost_basis")),
+        unrealised_pnl=usd(valued.total("unrealised_pnl")),
+        realised_pnl=usd(valued.total("realised_pnl")),
         as_of=as_of,
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from diboas.web.consumer import account, auth, money, recovery
+from diboas.web.consumer import account, auth, invest, money, recovery
 from diboas.web.routing import WebRoute
 
 
@@ -12,5 +12,6 @@ def all_routes() -> list[WebRoute]:
         *auth.routes.routes,
         *recovery.routes.routes,
         *money.routes.routes,
+        *invest.routes.routes,
         *account.routes.routes,
     ]
