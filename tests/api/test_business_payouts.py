@@ -302,3 +302,27 @@ async def test_an_execution_stopped_part_way_resumes_and_pays_each_row_once(
     assert amounts == [Decimal("10.00"), Decimal("20.00"), Decimal("30.00")]
     assert await treasury_usd(client, admin["headers"], oid) == "40.00"
     await assert_ledger_clean(engine)
+
+
+async def test_uploads_are_bounded_and_checked_before_they_are_read(
+    client: httpx.AsyncClient, engine: AsyncEngine, sessions: SessionFactory
+) -> None:
+    admin, organisation = await funded_organisation(client, engine, sessions, "10.00")
+    oid = organisation["id"]
+    huge = _csv(*[f"someone-{i}@example.com,1.00,USD,{'x' * 400}" for i in range(2600)])
+    assert len(huge) > 1_000_000 + 16 * 1024
+    too_large = await upload(client, admin["headers"], oid, huge)
+    assert too_large.status_code == 413
+    assert too_large.json()["error"]["code"] == "payload_too_large"
+    # Signed out, the body is never looked at: 401, whatever it holds.
+    anonymous = await upload(client, {}, oid, huge)
+    assert anonymous.status_code == 401
+    other_field = await client.post(
+        org_path(oid, "/payouts"),
+        headers=admin["headers"],
+        files={"attachment": ("p.csv", _csv("a@example.com,1.00,USD,"), "text/csv")},
+    )
+    assert other_field.status_code == 422
+    assert other_field.json()["error"]["code"] == "invalid_payout_file"
+    as_json = await client.post(org_path(oid, "/payouts"), headers=admin["headers"], json={})
+    assert as_json.status_code == 422

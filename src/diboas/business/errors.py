@@ -120,3 +120,10 @@ class ExportTooLargeError(DomainError):
 
     status_code = 422
     code = "export_too_large"
+
+
+class UploadTooLargeError(DomainError):
+    """The request body is larger than an upload may be (refused while it is received)."""
+
+    status_code = 413
+    code = "payload_too_large"

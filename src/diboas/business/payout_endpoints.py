@@ -14,12 +14,12 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Query, Request, Response, UploadFile
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from diboas.api.deps import DatabaseDep, SettingsDep
-from diboas.business import schemas
+from diboas.business import schemas, uploads
 from diboas.business.access import (
     READ_AUDIT,
     READ_PAYOUTS,
@@ -83,22 +83,23 @@ def _batch_out(
     status_code=201,
     response_model=schemas.PayoutBatchOut,
     summary="Upload a payout CSV: answered with its validation report, nothing moves",
+    openapi_extra=uploads.OPENAPI_BODY,
 )
 async def upload_payouts(
-    file: Annotated[UploadFile, File(description="recipient_email,amount,currency,note")],
     principal: PayoutWriter,
     request: Request,
     db: DatabaseDep,
     settings: SettingsDep,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
-    # One byte past the limit is enough to know the file is too large.
-    content = await file.read(settings.business_payout_max_bytes + 1)
+    # Read only now, after the access check, and never past the limit (uploads says why).
+    upload = await uploads.read_payout_file(request, settings)
+    content, filename = upload.content, upload.filename
     context = principal.audit_context(request)
 
     async def accept(session: AsyncSession) -> tuple[int, Any]:
         validated = await payouts.upload(
-            session, settings, principal, content=content, filename=file.filename, context=context
+            session, settings, principal, content=content, filename=filename, context=context
         )
         out = _batch_out(validated.batch, validated.rows, validated.treasury_available)
         out.duplicate_of = validated.duplicate_of
@@ -117,7 +118,7 @@ async def upload_payouts(
                 "method": "POST",
                 "path": request.url.path,
                 "file_sha256": hashlib.sha256(content).hexdigest(),
-                "filename": file.filename,
+                "filename": filename,
             },
             work=accept,
             policy=IdempotencyPolicy.from_settings(settings),
