@@ -349,6 +349,16 @@ async def test_another_users_position_is_not_found(
         {"strategy_id": "usdc-core", "amount": "50.00", "shares": "1"},
         {"strategy_id": "USDC CORE", "amount": "50.00"},
         {"strategy_id": "usdc-core", "amount": "5.00"},  # below the minimum (10.00)
+        {"strategy_id": "usdc-core", "amount": "50.00", "funding": {"method": "ach"}},
+        {
+            "strategy_id": "usdc-core",
+            "amount": "50.00",
+            "funding": {
+                "method": "card",
+                "bank_account_id": "01a213c6-4660-7b83-bcf2-e6cfea85337b",
+            },
+        },
+        {"strategy_id": "usdc-core", "amount": "50.00", "funding": {"method": "wire"}},
     ],
 )
 async def test_bad_investments_are_422(

@@ -58,6 +58,15 @@ class FundingIn(StrictModel):
     payment_method: PaymentMethodToken | None = None
     bank_account_id: Id | None = None
 
+    @model_validator(mode="after")
+    def _source_matches_method(self) -> Self:
+        # The same rule as a banking deposit's, checked here so a mismatch is a 422.
+        if self.method == "ach" and (self.bank_account_id is None or self.payment_method):
+            raise ValueError("an ACH deposit needs bank_account_id (and no payment_method)")
+        if self.method == "card" and self.bank_account_id is not None:
+            raise ValueError("bank_account_id is for ACH deposits")
+        return self
+
 
 class InvestIn(StrictModel):
     """Invest ``amount`` USD into a strategy: from your banking balance, or from a deposit
