@@ -241,3 +241,35 @@ async def test_production_default_starts_with_the_creators_address_only(
     async with outside_client(production_like, "203.0.113.9") as stranger:
         forged = {**admin["headers"], "X-Forwarded-For": "198.51.100.7"}
         assert (await stranger.get(org_path(oid), headers=forged)).status_code == 403
+
+
+async def test_another_organisations_keys_entries_and_members_are_404(
+    client: httpx.AsyncClient,
+) -> None:
+    admin, other_admin = await sign_up(client), await sign_up(client)
+    mine = (await create_organisation(client, admin["headers"]))["id"]
+    theirs = (await create_organisation(client, other_admin["headers"], "Theirs"))["id"]
+    their_key = await create_key(client, other_admin["headers"], theirs, ["treasury:read"])
+    their_entry = await client.post(
+        org_path(theirs, "/ip-allowlist"),
+        headers=other_admin["headers"],
+        json={"cidr": "192.0.2.0/24"},
+    )
+    # Through my organisation's path, their ids do not exist.
+    revoke = await client.delete(
+        org_path(mine, f"/api-keys/{their_key['id']}"), headers=admin["headers"]
+    )
+    assert revoke.status_code == 404
+    entry = await client.delete(
+        org_path(mine, f"/ip-allowlist/{their_entry.json()['id']}"), headers=admin["headers"]
+    )
+    assert entry.status_code == 404
+    member = await client.patch(
+        org_path(mine, f"/members/{other_admin['user']['id']}"),
+        headers=admin["headers"],
+        json={"role": "viewer"},
+    )
+    assert member.status_code == 404
+    # And their key still works for them.
+    alive = await client.get(org_path(theirs, "/treasury"), headers=key_headers(their_key))
+    assert alive.status_code == 200
