@@ -10,7 +10,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.api.conftest import Mailbox
-from tests.banking.helpers import balance, customer
+from tests.banking.helpers import balance, customer, link_account
 from tests.defi.helpers import API, POSITIONS, account_balance, defi_client, services, settled
 from tests.orchestration.conftest import assert_ledger_clean
 
@@ -78,4 +78,32 @@ async def test_a_declined_card_fails_the_investment_and_moves_nothing(
         assert await account_balance(engine, ada["id"], "defi", "USDC") == 0
         [position] = (await client.get(POSITIONS, headers=headers)).json()["items"]
         assert position["status"] == "failed" and position["accrued_yield"] == "0.000000"
+        await assert_ledger_clean(engine)
+
+
+async def test_an_ach_debit_pays_for_the_investment(
+    database_url: URL, mailbox: tuple[Mailbox, int], engine: AsyncEngine
+) -> None:
+    async with defi_client(database_url, mailbox[1], services(), defi_funding_poll_seconds=0.2) as (
+        client,
+        _,
+    ):
+        ada = await customer(client, engine)
+        headers = ada["headers"]
+        account = await link_account(client, headers)
+        funding = {"method": "ach", "bank_account_id": account["id"]}
+        response = await client.post(
+            POSITIONS,
+            headers=headers,
+            json={"strategy_id": "usdc-core", "amount": "100.00", "funding": funding},
+        )
+        assert response.status_code == 201, response.text
+        done = await settled(client, headers, response.json()["id"], seconds=60)
+        assert done["status"] == "completed", done
+        # ACH is free: the debit is exactly amount + fee + gas, and nothing is left over.
+        history = (await client.get(f"{API}/transactions", headers=headers)).json()["items"]
+        deposit = next(t for t in history if t["type"] == "deposit")
+        assert (deposit["amount"], deposit["fee"], deposit["method"]) == ("101.11", "0.00", "ach")
+        assert await balance(engine, ada["id"]) == 0
+        assert await account_balance(engine, ada["id"], "defi", "USDC") == Decimal("100")
         await assert_ledger_clean(engine)
