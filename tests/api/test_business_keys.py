@@ -273,3 +273,30 @@ async def test_another_organisations_keys_entries_and_members_are_404(
     # And their key still works for them.
     alive = await client.get(org_path(theirs, "/treasury"), headers=key_headers(their_key))
     assert alive.status_code == 200
+
+
+async def test_in_production_loopback_is_never_seeded_nor_allowed(
+    production_like: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
+    # A deployment behind a local proxy not configured as trusted sees every request from
+    # loopback: the organisation then stays closed instead of open to everyone.
+    admin = await sign_up(production_like)
+    oid = (await create_organisation(production_like, admin["headers"]))["id"]
+    refused = await production_like.get(org_path(oid), headers=admin["headers"])
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "ip_not_allowed"
+    async with outside_client(production_like, "10.9.9.9") as proxy:  # a trusted proxy
+        forwarded = {**admin["headers"], "X-Forwarded-For": "127.0.0.1"}
+        assert (await proxy.get(org_path(oid), headers=forwarded)).status_code == 403
+    # Support opens the office's address (in SQL here); loopback still cannot be listed.
+    async with engine.begin() as conn:
+        await conn.execute(
+            text("""INSERT INTO organisation_ip_allowlist (id, organisation_id, cidr)
+                    VALUES (:id, :org, '198.51.100.7/32')"""),
+            {"id": uuid.uuid4(), "org": oid},
+        )
+    async with outside_client(production_like, "198.51.100.7") as office:
+        assert (await office.get(org_path(oid), headers=admin["headers"])).status_code == 200
+        listed = await office.post(
+            org_path(oid, "/ip-allowlist"), headers=admin["headers"], json={"cidr": "127.0.0.0/8"}
+        )
+        assert listed.status_code == 422

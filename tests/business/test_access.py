@@ -59,6 +59,10 @@ def test_is_allowed() -> None:
     assert is_allowed(ipaddress.ip_address("::1"), (), Settings(env="development"))
     assert not is_allowed(None, office, Settings(env="development"))
     assert not is_allowed(ipaddress.ip_address("198.51.100.1"), (), PROXIED)  # empty: no one
+    # Loopback is the setting's to decide, not the list's (a local proxy is not a client).
+    listed = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("0.0.0.0/0"))
+    assert not is_allowed(ipaddress.ip_address("127.0.0.1"), listed, PROXIED)
+    assert is_allowed(ipaddress.ip_address("192.0.2.1"), listed, PROXIED)
 
 
 def test_trusted_proxies_must_be_networks() -> None:

@@ -168,12 +168,15 @@ def loopback_allowed(settings: Settings) -> bool:
 def is_allowed(
     address: IpAddress | None, allowlist: tuple[IpNetwork, ...], settings: Settings
 ) -> bool:
-    """True when ``address`` is on the allow-list (an empty list allows no one but loopback
-    in development)."""
+    """True when ``address`` is on the allow-list (an empty list allows no one); loopback is
+    allowed exactly when ``loopback_allowed``."""
     if address is None:
         return False
-    if address.is_loopback and loopback_allowed(settings):
-        return True
+    if address.is_loopback:
+        # Decided by the setting alone, whatever the list holds: in production a loopback
+        # peer is most likely a local proxy not configured as trusted, and letting the list
+        # admit it would admit everyone behind that proxy.
+        return loopback_allowed(settings)
     return any(address.version == n.version and address in n for n in allowlist)
 
 

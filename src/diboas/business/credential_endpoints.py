@@ -134,11 +134,17 @@ async def get_allowlist(
     summary="Allow a network (CIDR)",
 )
 async def add_allowlist_entry(
-    body: schemas.AllowlistEntryIn, principal: Admin, request: Request, db: DatabaseDep
+    body: schemas.AllowlistEntryIn,
+    principal: Admin,
+    request: Request,
+    db: DatabaseDep,
+    settings: SettingsDep,
 ) -> schemas.AllowlistEntryOut:
     context = principal.audit_context(request)
     entry = await db.run(
-        lambda s: allowlist.add(s, principal, cidr=body.cidr, label=body.label, context=context)
+        lambda s: allowlist.add(
+            s, settings, principal, cidr=body.cidr, label=body.label, context=context
+        )
     )
     return _entry_out(entry)
 

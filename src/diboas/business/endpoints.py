@@ -85,7 +85,7 @@ async def create_organisation(
     settings: SettingsDep,
 ) -> schemas.OrganisationOut:
     context = audit.request_context(request, caller.user)
-    network = allowlist.creator_network(client_address(request, settings), settings)
+    network = allowlist.creator_network(client_address(request, settings))
     organisation = await db.run(
         lambda s: organisations.create(
             s, name=body.name, creator_id=caller.id, creator_network=network, context=context

@@ -14,7 +14,7 @@ import uuid
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from diboas.business import repository
-from diboas.business.access import IpAddress, Principal, is_allowed
+from diboas.business.access import IpAddress, Principal, is_allowed, loopback_allowed
 from diboas.business.errors import (
     AllowlistConflictError,
     AllowlistEntryNotFoundError,
@@ -39,12 +39,21 @@ def parse_network(value: str) -> IpNetwork:
         ) from None
 
 
-def creator_network(address: IpAddress | None, settings: Settings) -> IpNetwork | None:
-    """The network seeded into a new organisation's list: the creator's own address, unless
-    loopback is allowed anyway and that is where they came from."""
-    if address is None or is_allowed(address, (), settings):
+def creator_network(address: IpAddress | None) -> IpNetwork | None:
+    """The network seeded into a new organisation's list: the creator's own address — never
+    loopback, which the list does not decide (``access.is_allowed``)."""
+    if address is None or address.is_loopback:
         return None
     return ipaddress.ip_network(address)
+
+
+def _check_not_loopback(network: IpNetwork, settings: Settings) -> None:
+    if network.is_loopback and not loopback_allowed(settings):
+        raise InvalidRequestError(
+            "loopback cannot be allowed here: behind a local proxy, configure "
+            "DIBOAS_BUSINESS_TRUSTED_PROXIES so the client's own address is seen",
+            details={"field": "cidr"},
+        )
 
 
 async def entries(session: AsyncSession, organisation_id: uuid.UUID) -> list[AllowlistEntry]:
@@ -54,14 +63,16 @@ async def entries(session: AsyncSession, organisation_id: uuid.UUID) -> list[All
 
 async def add(
     session: AsyncSession,
+    settings: Settings,
     principal: Principal,
     *,
     cidr: str,
     label: str | None,
     context: AuditContext,
 ) -> AllowlistEntry:
-    """Allow one more network."""
+    """Allow one more network (never a loopback one where loopback is not allowed)."""
     network = parse_network(cidr)
+    _check_not_loopback(network, settings)
     entry = await repository.insert_allowlist_entry(
         session,
         entry_id=uuid.uuid4(),
