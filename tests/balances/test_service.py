@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -76,8 +76,9 @@ async def test_money_in_several_domains_and_assets(session: AsyncSession) -> Non
     )
     btc = rows[("investing", "BTC")]
     assert btc.available == Decimal("0.12345678") and btc.held == 0
-    assert btc.value_usd == (Decimal("0.12345678") * prices["BTC"]).quantize(CENT)
-    assert rows[("investing", "ETH")].value_usd == (Decimal("1.5") * prices["ETH"]).quantize(CENT)
+    assert btc.value_usd == (Decimal("0.12345678") * prices["BTC"]).quantize(CENT, ROUND_HALF_EVEN)
+    eth = (Decimal("1.5") * prices["ETH"]).quantize(CENT, ROUND_HALF_EVEN)
+    assert rows[("investing", "ETH")].value_usd == eth
     # 300.123456 USDC at exactly 1 USD: 300.12 (half-even to the cent).
     assert rows[("defi", "USDC")].value_usd == Decimal("300.12")
 

@@ -10,10 +10,11 @@ import hmac
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal, getcontext
 
 import aiohttp
 import pytest
+from ccxt.base.decimal_to_precision import ROUND, decimal_to_precision  # type: ignore[import-untyped]
 from prometheus_client import REGISTRY
 
 from diboas.providers.exchange import (
@@ -23,7 +24,7 @@ from diboas.providers.exchange import (
     SandboxExchange,
     Side,
 )
-from diboas.providers.exchange_ccxt import CcxtExchange
+from diboas.providers.exchange_ccxt import CcxtExchange, in_own_decimal_context
 from diboas.providers.exchange_coinbase import CoinbaseExchange
 from diboas.providers.exchange_feed import ExchangePriceFeed
 from diboas.providers.exchange_routing import (
@@ -333,3 +334,13 @@ async def test_a_venue_health_probe_marks_a_down_venue_unhealthy(
     with pytest.raises(NoRouteError) as caught:
         await best_route(venues, "BTC", Side.BUY, quote_amount=Decimal("10"))
     assert caught.value.details["skipped"] == {"binance-probe": "unhealthy"}
+
+
+async def test_a_ccxt_call_leaves_the_decimal_context_alone() -> None:
+    async def formats_like_ccxt() -> str:
+        # What ccxt does while placing an order: it rounds half-up in the current context.
+        return str(decimal_to_precision("0.125", ROUND, 2))
+
+    before = getcontext().rounding
+    assert await in_own_decimal_context(formats_like_ccxt) == "0.13"
+    assert getcontext().rounding == before == ROUND_HALF_EVEN

@@ -11,6 +11,7 @@ ccxt only maps for Binance's own host names — onto retryable and final ``Excha
 
 from __future__ import annotations
 
+import decimal
 import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -49,6 +50,14 @@ def _dec(value: Any) -> Decimal:
     if value is None:
         raise ExchangeError("the venue left out a number", code="bad_response")
     return Decimal(str(value))
+
+
+async def in_own_decimal_context(call: Callable[[], Awaitable[T]]) -> T:
+    """Run a ccxt call in a decimal context of its own: ccxt's ``decimal_to_precision`` sets
+    the current context's rounding to half-up (and traps underflow), which would otherwise
+    change how every later Decimal in this task — and the tasks sharing its context — rounds."""
+    with decimal.localcontext():
+        return await call()
 
 
 def map_error(exc: Exception, provider: str) -> ExchangeError:  # noqa: PLR0911 - one exit per error family reads plainer than a table
@@ -152,7 +161,7 @@ class CcxtExchange:
 
     async def _call(self, call: Callable[[], Awaitable[T]]) -> T:
         try:
-            return await call()
+            return await in_own_decimal_context(call)
         except ccxt_errors.BaseError as exc:
             raise map_error(exc, self.name) from exc
         except TimeoutError as exc:
