@@ -103,4 +103,37 @@
     };
     connect(1000);
   }
+
+  // The installable app: a service worker keeps an offline page (consumer/offline.py). The
+  // last balance seen on the dashboard stays on this device so that page can show it, marked
+  // as not current; signing out forgets it.
+  var LAST = "diboas:last-balance";
+  if ("serviceWorker" in navigator && window.location.pathname.indexOf("/app") === 0) {
+    navigator.serviceWorker.register("/app/sw.js", { scope: "/app" }).catch(function () {});
+  }
+  var remember = function () {
+    var total = document.querySelector("[data-testid=total-usd]");
+    var asOf = document.querySelector("[data-testid=as-of]");
+    if (total && window.localStorage) {
+      window.localStorage.setItem(LAST, JSON.stringify({
+        total: total.textContent.trim(), as_of: asOf ? asOf.textContent.trim() : ""
+      }));
+    }
+  };
+  if (balance) {
+    remember();
+    new MutationObserver(remember).observe(balance, { childList: true, subtree: true });
+  }
+  var offline = document.querySelector("[data-offline-balance]");
+  if (offline && window.localStorage) {
+    var last = JSON.parse(window.localStorage.getItem(LAST) || "null");
+    if (last) {
+      offline.querySelector("[data-testid=last-known-total]").textContent = last.total;
+      offline.querySelector("[data-testid=last-known-as-of]").textContent = last.as_of;
+      offline.hidden = false;
+    }
+  }
+  if (window.location.pathname === "/app/login" && window.localStorage) {
+    window.localStorage.removeItem(LAST);
+  }
 })();
