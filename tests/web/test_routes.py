@@ -23,6 +23,10 @@ EXPECTED_PUBLIC = {
     "/learn",
     "/learn/{slug}",
     "/app/{path:path}",  # the 404 page for addresses under /app that are no page
+    # The installable app's files and its offline page: nothing personal in them.
+    "/app/manifest.webmanifest",
+    "/app/sw.js",
+    "/app/offline",
 }
 EXPECTED_GUEST = {"/app/signup", "/app/login", "/app/forgot-password"}
 # The pages emailed links lead to: reachable signed in or not.
