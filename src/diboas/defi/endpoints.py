@@ -10,7 +10,7 @@ movement's transaction, and shown as the ``network`` part of the fee.
 from __future__ import annotations
 
 import uuid
-from decimal import ROUND_DOWN, Decimal
+from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request, Response
@@ -19,26 +19,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from diboas.api.deps import DatabaseDep, SettingsDep
 from diboas.compliance import audit
-from diboas.defi import repository, schemas, views
+from diboas.defi import repository, schemas, steps, views
 from diboas.defi import tasks as _tasks  # noqa: F401 - registers the jobs movements stage
 from diboas.defi.admin_endpoints import router as admin_router
 from diboas.defi.errors import (
-    ExceedsPositionError,
     RiskNotAcknowledgedError,
     StrategyNotFoundError,
-    VaultRefusedError,
-    VaultUnavailableError,
 )
-from diboas.defi.protocols import gas_usd, omnibus_for, prices_for, read_vault, vaults_for
 from diboas.defi.repository import Position, Strategy
 from diboas.defi.service import catalog, movements
-from diboas.defi.service.movements import WithdrawalPlan
 from diboas.identity.dependencies import CurrentCaller, requires
-from diboas.kit.money import format_amount, parse_amount
+from diboas.kit.money import format_amount
 from diboas.ledger.idempotency import IdempotencyPolicy, run_idempotent
-from diboas.providers.chain import GasQuote
-from diboas.providers.defi import VaultOperation, VaultProtocol
-from diboas.providers.resilience import ProviderError
 
 router = APIRouter(tags=["defi"])
 
@@ -57,27 +49,6 @@ IdempotencyKey = Annotated[
 
 def _usd(value: Decimal) -> str:
     return format_amount(value, 2)
-
-
-async def _strategy(db: DatabaseDep, strategy_id: str) -> Strategy:
-    strategy = await db.run(lambda s: repository.get_strategy(s, strategy_id))
-    if strategy is None:
-        raise StrategyNotFoundError("no such strategy", details={"strategy_id": strategy_id})
-    return strategy
-
-
-async def _estimate(
-    vault: VaultProtocol, owner: str, operation: VaultOperation, amount: Decimal
-) -> GasQuote:
-    """The vault's gas estimate; what it would refuse is refused here, before any money moves."""
-    try:
-        return await vault.estimate_gas(owner, operation, amount)
-    except ProviderError as error:
-        if error.retryable:
-            raise VaultUnavailableError("the vault cannot be reached now; try again") from error
-        raise VaultRefusedError(
-            "the vault would refuse this", details={"reason": str(error), "code": error.code}
-        ) from error
 
 
 async def _idempotent(
@@ -109,17 +80,8 @@ async def _idempotent(
 
 
 @router.get("/defi/strategies", dependencies=[requires(READ)], summary="The strategy catalog")
-async def list_strategies(
-    request: Request, db: DatabaseDep, settings: SettingsDep
-) -> list[schemas.StrategyOut]:
-    vaults = vaults_for(request.app.state.services, settings)
-    strategies = await db.run(repository.list_strategies)
-    # The vaults are read outside any transaction (a chain call never holds a connection).
-    prices = {s.id: await catalog.share_price(vaults.get(s.vault)) for s in strategies}
-
-    async def read(session: AsyncSession) -> list[catalog.StrategyView]:
-        return [await catalog.view(session, settings, s, prices[s.id]) for s in strategies]
-
+async def list_strategies(request: Request, db: DatabaseDep) -> list[schemas.StrategyOut]:
+    found = await steps.catalog_views(db, request.app.state.services)
     return [
         schemas.StrategyOut(
             id=v.strategy.id,
@@ -136,7 +98,7 @@ async def list_strategies(
             currency="USD",
             available=v.available,
         )
-        for v in await db.run(read)
+        for v in found
     ]
 
 
@@ -188,29 +150,13 @@ async def invest(
     settings: SettingsDep,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
-    services = request.app.state.services
     context = audit.request_context(request, caller.user)
-    strategy = await _strategy(db, body.strategy_id)
-    vault = catalog.vault_of(vaults_for(services, settings), strategy)
-    amount = parse_amount(body.amount, 2)
-    owner = await omnibus_for(services, settings, db.sessions)
-    gas = await _estimate(vault, owner.address, "deposit", amount)
-    gas_price_usd = await gas_usd(prices_for(services), gas)
+    work = await steps.invest(
+        db, request.app.state.services, user_id=caller.id, body=body, context=context
+    )
 
     async def accept(session: AsyncSession) -> tuple[int, Any]:
-        accepted = await movements.invest(
-            session,
-            settings,
-            user_id=caller.id,
-            strategy=strategy,
-            amount_text=body.amount,
-            acknowledge_risk=body.acknowledge_risk,
-            gas_usd=gas_price_usd,
-            vault_name=vault.name,
-            context=context,
-            funding=body.funding,
-        )
-        return 201, views.movement_out(accepted).model_dump(mode="json")
+        return 201, views.movement_out(await work(session)).model_dump(mode="json")
 
     try:
         return await _idempotent(
@@ -229,29 +175,6 @@ async def invest(
         raise
 
 
-async def _plan(
-    vault: VaultProtocol, owner: str, position: Position, amount: str | None, services: Any
-) -> WithdrawalPlan:
-    if amount is None:
-        shares = position.free_shares
-        expected = (await read_vault(vault.preview_redeem(shares))).quantize(
-            _CENT, rounding=ROUND_DOWN
-        )
-    else:
-        expected = parse_amount(amount, 2)
-        worth = await read_vault(vault.preview_redeem(position.free_shares))
-        shares = (
-            await read_vault(vault.preview_withdraw(expected)) if expected <= worth else worth + 1
-        )
-        if shares > position.free_shares:
-            raise ExceedsPositionError(
-                "the position is worth less than that",
-                details={"position_id": str(position.id), "value": str(worth)},
-            )
-    gas = await _estimate(vault, owner, "redeem", shares)
-    return WithdrawalPlan(shares, expected, await gas_usd(prices_for(services), gas))
-
-
 @router.post(
     "/defi/positions/{position_id}/withdraw",
     status_code=201,
@@ -268,31 +191,18 @@ async def withdraw(
     body: schemas.WithdrawIn | None = None,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
-    services = request.app.state.services
     context = audit.request_context(request, caller.user)
-    amount = None if body is None else body.amount
-
-    async def look(session: AsyncSession) -> Position:
-        position = await movements.own_position(session, position_id, caller.id)
-        await movements.check_withdrawable(session, position)
-        return position
-
-    position = await db.run(look)
-    strategy = await _strategy(db, position.strategy_id)
-    vault = catalog.vault_of(vaults_for(services, settings), strategy)
-    owner = await omnibus_for(services, settings, db.sessions)
-    plan = await _plan(vault, owner.address, position, amount, services)
+    work = await steps.withdraw(
+        db,
+        request.app.state.services,
+        user_id=caller.id,
+        position_id=position_id,
+        amount=None if body is None else body.amount,
+        context=context,
+    )
 
     async def accept(session: AsyncSession) -> tuple[int, Any]:
-        accepted = await movements.withdraw(
-            session,
-            user_id=caller.id,
-            position_id=position_id,
-            plan=plan,
-            whole=amount is None,
-            context=context,
-        )
-        return 201, views.movement_out(accepted).model_dump(mode="json")
+        return 201, views.movement_out(await work(session)).model_dump(mode="json")
 
     dumped = None if body is None else body.model_dump(mode="json")
     return await _idempotent(request, db, caller.id, idempotency_key, dumped, accept)
