@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from diboas.web.consumer import account, auth, invest, money, offline, recovery
+from diboas.web.consumer import account, auth, defi, invest, money, offline, recovery
 from diboas.web.routing import WebRoute
 
 
@@ -13,6 +13,7 @@ def all_routes() -> list[WebRoute]:
         *recovery.routes.routes,
         *money.routes.routes,
         *invest.routes.routes,
+        *defi.routes.routes,
         *offline.routes.routes,
         *account.routes.routes,
     ]
