@@ -46,6 +46,11 @@ self.addEventListener("fetch", function (event) {
   var request = event.request;
   if (request.method !== "GET") return;
   if (request.mode === "navigate") {
+    // Only navigations from the platform's own pages (or typed in, with no referrer) pass
+    // through the worker: a request another site started is left to the browser untouched,
+    // so SameSite cookie rules apply to it exactly as without a worker.
+    var referrer = request.referrer ? new URL(request.referrer).origin : self.location.origin;
+    if (referrer !== self.location.origin) return;
     // Pages always come from the network (they hold personal data and must be current);
     // only when there is no network does the offline page answer.
     event.respondWith(fetch(request).catch(function () { return caches.match(OFFLINE); }));
