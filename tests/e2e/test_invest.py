@@ -36,6 +36,8 @@ async def test_a_customer_buys_then_sells_part_in_the_browser(page: Page, viewpo
     await page.goto("/app/invest")
     await expect(page.get_by_test_id("holding-BTC")).to_have_text(f"{bought} BTC")
     half = (Decimal(bought) / 2).quantize(Decimal("0.00000001"))
+    if str(half).endswith("66"):  # the sandbox venue's documented refusal (README): avoid it
+        half -= Decimal("0.00000001")
     await page.get_by_label("Buy or sell").select_option("sell")
     await page.get_by_label("Asset").select_option("BTC")
     await page.get_by_label("To sell: quantity").fill(str(half))
