@@ -21,13 +21,18 @@ async def test_a_customer_buys_then_sells_part_in_the_browser(page: Page, viewpo
     await page.get_by_role("link", name="Invest", exact=True).first.click()
     await expect(page.get_by_test_id("price-BTC")).to_contain_text("$")
     await screenshot(page, viewport, "app-invest")
-    await page.get_by_label("Buy or sell").select_option("buy")
-    await page.get_by_label("Asset").select_option("BTC")
-    await page.get_by_label("To buy: USD to spend").fill("100.00")
-    await page.get_by_role("button", name="Get a price").click()
-    await expect(page.get_by_test_id("trade-review")).to_be_visible()
-    await expect(page.locator("[data-quote-countdown]")).to_contain_text("more seconds")
-    bought = (await page.get_by_test_id("review-quantity").inner_text()).split()[0]
+    for spend in ("100.00", "101.00"):
+        await page.get_by_label("Buy or sell").select_option("buy")
+        await page.get_by_label("Asset").select_option("BTC")
+        await page.get_by_label("To buy: USD to spend").fill(spend)
+        await page.get_by_role("button", name="Get a price").click()
+        await expect(page.get_by_test_id("trade-review")).to_be_visible()
+        await expect(page.locator("[data-quote-countdown]")).to_contain_text("more seconds")
+        bought = (await page.get_by_test_id("review-quantity").inner_text()).split()[0]
+        if not bought.endswith("66"):
+            break
+        # The sandbox venue refuses quantities ending in 66 lots (documented): ask again.
+        await page.get_by_role("button", name="Change").click()
     await screenshot(page, viewport, "app-invest-review")
     await page.get_by_role("button", name="Confirm: buy BTC").click()
     await expect(page).to_have_url(re.compile(r"/app/transactions/[0-9a-f-]+$"))
