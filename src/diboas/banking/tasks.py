@@ -47,16 +47,16 @@ def payments(context: JobContext, method: str | None) -> PaymentProvider:
 @job(DEPOSIT_SETTLE_JOB, max_attempts=10)
 async def deposit_settle(context: JobContext, payload: dict[str, Any]) -> None:
     """Charge the card or debit the bank account, then credit the deposit (or fail it)."""
-    await _settle(context, uuid.UUID(payload["transaction_id"]), "deposit", DEPOSIT_SETTLE_JOB)
+    await _settle(context, uuid.UUID(payload["transaction_id"]), "deposit")
 
 
 @job(PAYOUT_JOB, max_attempts=10)
 async def payout(context: JobContext, payload: dict[str, Any]) -> None:
     """Pay a withdrawal out to the bank account, then capture its hold (or release it)."""
-    await _settle(context, uuid.UUID(payload["transaction_id"]), "withdrawal", PAYOUT_JOB)
+    await _settle(context, uuid.UUID(payload["transaction_id"]), "withdrawal")
 
 
-async def _settle(context: JobContext, transaction_id: uuid.UUID, kind: str, name: str) -> None:
+async def _settle(context: JobContext, transaction_id: uuid.UUID, kind: str) -> None:
     retries = context.settings.db_max_retries
     chosen: dict[str | None, PaymentProvider] = {}
 
@@ -79,7 +79,7 @@ async def _settle(context: JobContext, transaction_id: uuid.UUID, kind: str, nam
         return  # already settled: a repeated delivery
     provider = provider_for(call.transaction.method)
     try:
-        await _settle_with(context, provider, call, transaction_id, kind, name)
+        await _settle_with(context, provider, call)
     finally:
         # Close the connections of a provider made for this job (not one the app shares).
         close = getattr(provider, "aclose", None)
@@ -87,14 +87,7 @@ async def _settle(context: JobContext, transaction_id: uuid.UUID, kind: str, nam
             await close()
 
 
-async def _settle_with(
-    context: JobContext,
-    provider: PaymentProvider,
-    call: ProviderCall,
-    transaction_id: uuid.UUID,
-    kind: str,
-    name: str,
-) -> None:
+async def _settle_with(context: JobContext, provider: PaymentProvider, call: ProviderCall) -> None:
     if call.started:
         count_status(call.transaction)
     try:
