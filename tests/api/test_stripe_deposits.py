@@ -7,6 +7,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import socket
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -236,3 +237,35 @@ async def test_a_3d_secure_deposit_never_authenticated_is_canceled_in_bounded_ti
         assert steps == ["accepted", "provider_requested", "awaiting_customer", "failed"]
         balances = (await client.get(f"{API}/balances", headers=account["headers"])).json()
         assert balances["total_usd"] == "0.00"
+
+
+async def test_a_webhook_stripe_cannot_be_asked_about_is_refused_for_redelivery(
+    database_url: URL, mailbox: tuple[object, int]
+) -> None:
+    with socket.socket() as probe:  # a port nothing listens on: Stripe "down"
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    settings = settings_for_tests(
+        mailbox[1],
+        stripe_api_key=SecretStr(LOCALSTRIPE_API_KEY),
+        stripe_api_base=closed,
+        stripe_webhook_secret=SecretStr(WEBHOOK_SECRET),
+    )
+    app = create_app(settings, database_url=plain_url(database_url))
+    event = json.dumps(
+        {
+            "id": f"evt_{uuid.uuid4().hex}",
+            "object": "event",
+            "type": "payment_intent.succeeded",
+            "api_version": "2026-10-28",
+            "created": int(time.time()),
+            "data": {"object": {"id": "pi_unknown", "object": "payment_intent"}},
+        }
+    ).encode()
+    async for client in _client(app):
+        answer = await client.post(
+            f"{API}/webhooks/stripe", content=event, headers={"Stripe-Signature": _signed(event)}
+        )
+    # Not acknowledged (Stripe delivers it again later), in the one error format.
+    assert answer.status_code == 503
+    assert answer.json()["error"]["code"] == "provider_unavailable"

@@ -39,6 +39,7 @@ point it at localstripe) and ``DIBOAS_STRIPE_WEBHOOK_SECRET``.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -371,7 +372,12 @@ class StripePayments:
                 "the webhook payload is not JSON", retryable=False, code="invalid_payload"
             ) from exc
         subject = event.data.object
-        payment = _payment(subject) if isinstance(subject, stripe.PaymentIntent) else None
+        payment = None
+        if isinstance(subject, stripe.PaymentIntent):
+            # The event's copy is informative only (the platform asks Stripe for the payment
+            # itself): a copy missing fields must not fail the event.
+            with contextlib.suppress(KeyError, AttributeError):
+                payment = _payment(subject)
         dispute = None
         if isinstance(subject, stripe.Dispute):
             intent = subject.payment_intent
