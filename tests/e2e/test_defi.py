@@ -36,6 +36,8 @@ async def test_a_customer_invests_and_withdraws_in_the_browser(page: Page, viewp
 
     await page.goto("/app/defi")
     await expect(page.get_by_test_id("position-value")).to_have_text(re.compile(r"^100\.\d+ USDC$"))
+    # The position names its strategy as the catalog does, not by its internal id.
+    await expect(page.get_by_role("rowheader", name="USDC Core Vault")).to_have_count(2)
     await screenshot(page, viewport, "app-defi-position")
     await page.get_by_role("button", name="Withdraw all").click()
     await expect(page).to_have_url(re.compile(r"/app/transactions/[0-9a-f-]{36}$"))

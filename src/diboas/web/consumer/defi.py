@@ -120,6 +120,7 @@ async def _defi_page(page: Page, values: dict[str, str], errors: FormErrors) -> 
             "catalog": catalog,
             "choices": [(v.strategy.id, v.strategy.name) for v in catalog if v.available],
             "positions": [p for p in valued.items if p.status not in ("closed", "failed")],
+            "strategy_names": {s.id: s.name for s in strategies},
             "form_key": new_form_key(),
         },
         status=errors.status_code if errors else 200,
