@@ -55,3 +55,10 @@ async def test_a_customer_buys_then_sells_part_in_the_browser(page: Page, viewpo
     left = Decimal(bought) - half
     await expect(page.get_by_test_id("holding-BTC")).to_have_text(f"{left} BTC")
     await screenshot(page, viewport, "app-invest-portfolio")
+
+    # The history filters trades like any other movement.
+    await page.goto("/app/transactions")
+    await page.get_by_label("Type").select_option(label="Sell")
+    await page.get_by_role("button", name="Filter").click()
+    await expect(page.get_by_test_id("transaction-row")).to_have_count(1)
+    await expect(page.get_by_test_id("transaction-row")).to_contain_text("Sell")

@@ -59,7 +59,17 @@ TYPE_LABELS = {
     "withdrawal": "Withdrawal",
     "transfer_out": "Sent",
     "transfer_in": "Received",
+    "buy": "Buy",
+    "sell": "Sell",
+    "defi_deposit": "DeFi deposit",
+    "defi_withdraw": "DeFi withdrawal",
+    "reversal": "Reversal",
 }
+
+
+def type_label(transaction_type: str) -> str:
+    """How a person reads a transaction's type (a type added later still reads as words)."""
+    return TYPE_LABELS.get(transaction_type, transaction_type.replace("_", " ").capitalize())
 
 
 def accounts_options(accounts: list[Any]) -> list[tuple[str, str]]:
@@ -68,7 +78,7 @@ def accounts_options(accounts: list[Any]) -> list[tuple[str, str]]:
 
 
 def type_options(types: list[str]) -> list[tuple[str, str]]:
-    return [(t, TYPE_LABELS.get(t, t)) for t in types]
+    return [(t, type_label(t)) for t in types]
 
 
 def status_options(statuses: list[str]) -> list[tuple[str, str]]:
@@ -89,6 +99,7 @@ def create_environment(assets: Assets) -> Environment:
     env.globals["static_url"] = assets.url
     env.globals["accounts_options"] = accounts_options
     env.globals["type_options"] = type_options
+    env.globals["type_label"] = type_label
     env.globals["status_options"] = status_options
     env.filters["money"] = money
     env.filters["usd"] = usd

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, get_args
 
 from starlette.responses import JSONResponse, Response
 
@@ -13,7 +13,13 @@ from diboas.api.errors import error_response
 from diboas.balances import service as balances
 from diboas.banking import service as banking
 from diboas.banking.repository import HistoryFilter
-from diboas.banking.schemas import DepositIn, TransferIn, WithdrawalIn
+from diboas.banking.schemas import (
+    DepositIn,
+    TransactionStatus,
+    TransactionType,
+    TransferIn,
+    WithdrawalIn,
+)
 from diboas.banking.service import bank_accounts, history
 from diboas.compliance import limits
 from diboas.fees import schedule
@@ -35,8 +41,9 @@ SANDBOX_CARDS = (
     ("pm_card_chargeDeclined", "Test card that is declined"),
     ("pm_card_insufficientFunds", "Test card without funds"),
 )
-TYPES = ("deposit", "withdrawal", "transfer_out", "transfer_in")
-STATUSES = ("pending", "processing", "completed", "failed", "reversed")
+# Every type the history holds can be filtered on (the API's own list).
+TYPES = get_args(TransactionType)
+STATUSES = get_args(TransactionStatus)
 PAGE_SIZE = 20
 
 
