@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal, localcontext
 
 import pytest
 
@@ -71,3 +71,10 @@ def test_rounding_favours_the_platform_by_at_most_one_unit() -> None:
 def test_format_amount_has_exactly_the_asset_scale() -> None:
     assert format_amount(Decimal("5"), 2) == "5.00"
     assert format_amount(Decimal("0.1"), 8) == "0.10000000"
+
+
+def test_shown_amounts_round_half_to_even_whatever_the_decimal_context_says() -> None:
+    # A library (ccxt) may leave the thread's context rounding half-up: display must not follow.
+    with localcontext(rounding=ROUND_HALF_UP):
+        assert format_amount(Decimal("0.125"), 2) == "0.12"
+        assert format_amount(Decimal("0.135"), 2) == "0.14"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from decimal import ROUND_DOWN, ROUND_UP, Decimal, InvalidOperation
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, ROUND_UP, Decimal, InvalidOperation
 
 from diboas.kit.errors import InvalidAmountError
 
@@ -56,6 +56,12 @@ def round_in_platform_favour(amount: Decimal, scale: int, *, charge: bool) -> De
     return amount.quantize(quantum(scale), rounding=ROUND_UP if charge else ROUND_DOWN)
 
 
+def round_for_display(amount: Decimal, scale: int) -> Decimal:
+    """``amount`` at ``scale`` decimals, half to even — named, not taken from the decimal
+    context, which a library may change under us (ccxt sets half-up on the caller's)."""
+    return amount.quantize(quantum(scale), rounding=ROUND_HALF_EVEN)
+
+
 def format_amount(amount: Decimal, scale: int) -> str:
     """The JSON form of an amount: a string with exactly ``scale`` decimals."""
-    return str(amount.quantize(quantum(scale)))
+    return str(round_for_display(amount, scale))

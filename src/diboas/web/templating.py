@@ -14,6 +14,7 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
+from diboas.kit.money import round_for_display
 from diboas.web.assets import Assets
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
@@ -26,12 +27,12 @@ def money(value: Decimal | str, currency: str = "USD", scale: int | None = None)
     if scale is None:
         exponent = amount.as_tuple().exponent
         scale = -exponent if isinstance(exponent, int) and exponent < 0 else 0
-    return f"{amount:,.{scale}f} {currency}"
+    return f"{round_for_display(amount, scale):,.{scale}f} {currency}"
 
 
 def usd(value: Decimal | str) -> str:
     """A USD figure with its sign: ``$1,234.50``."""
-    amount = Decimal(value).quantize(Decimal("0.01"))
+    amount = round_for_display(Decimal(value), 2)
     sign = "-" if amount < 0 else ""
     return f"{sign}${abs(amount):,.2f}"
 
