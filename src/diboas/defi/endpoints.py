@@ -26,6 +26,7 @@ from diboas.defi.errors import (
     RiskNotAcknowledgedError,
     StrategyNotFoundError,
 )
+from diboas.defi.owners import Owner
 from diboas.defi.repository import Position, Strategy
 from diboas.defi.service import catalog, movements
 from diboas.identity.dependencies import CurrentCaller, requires
@@ -104,7 +105,7 @@ async def list_strategies(request: Request, db: DatabaseDep) -> list[schemas.Str
 
 @router.get("/defi/risk-profile", dependencies=[requires(READ)], summary="Your DeFi risk profile")
 async def get_risk_profile(caller: CurrentCaller, db: DatabaseDep) -> schemas.RiskProfileOut:
-    found = await db.run(lambda s: repository.get_risk_profile(s, caller.id))
+    found = await db.run(lambda s: repository.get_risk_profile(s, Owner.user(caller.id)))
     if found is None:
         return schemas.RiskProfileOut(max_risk_score=catalog.DEFAULT_MAX_RISK, source="default")
     return schemas.RiskProfileOut(max_risk_score=found, source="set")
@@ -121,7 +122,7 @@ async def set_risk_profile(
     context = audit.request_context(request, caller.user)
 
     async def write(session: AsyncSession) -> None:
-        await repository.set_risk_profile(session, caller.id, body.max_risk_score)
+        await repository.set_risk_profile(session, Owner.user(caller.id), body.max_risk_score)
         await audit.record(
             session,
             context,
@@ -215,7 +216,7 @@ async def _read_positions(
         if position_id is None:
             positions = await repository.list_positions(session, user_id)
         else:
-            positions = [await movements.own_position(session, position_id, user_id)]
+            positions = [await movements.own_position(session, position_id, Owner.user(user_id))]
         strategies = {}
         for strategy_id in {p.strategy_id for p in positions}:
             found = await repository.get_strategy(session, strategy_id)

@@ -14,6 +14,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from diboas.defi.owners import Owner
+
 
 @dataclass(frozen=True, slots=True)
 class Strategy:
@@ -35,10 +37,12 @@ class Strategy:
 
 @dataclass(frozen=True, slots=True)
 class Position:
-    """A user's position: vault shares owned inside the omnibus wallet."""
+    """A position: vault shares owned inside the omnibus wallet by a user or an organisation
+    (exactly one of ``user_id`` and ``organisation_id`` is set)."""
 
     id: uuid.UUID
-    user_id: uuid.UUID
+    user_id: uuid.UUID | None
+    organisation_id: uuid.UUID | None
     strategy_id: str
     status: str
     principal: Decimal
@@ -49,6 +53,14 @@ class Position:
     batch_id: uuid.UUID | None
     locked_until: datetime
     created_at: datetime
+
+    @property
+    def owner(self) -> Owner:
+        """Whose position it is."""
+        if self.organisation_id is not None:
+            return Owner.organisation(self.organisation_id)
+        assert self.user_id is not None  # noqa: S101 - the table's CHECK: one owner set
+        return Owner.user(self.user_id)
 
     @property
     def free_shares(self) -> Decimal:
@@ -74,10 +86,18 @@ _STRATEGY = """
       FROM defi_strategies s JOIN assets a ON a.code = s.asset
 """
 _POSITION = """
-    SELECT id, user_id, strategy_id, status, principal, shares, withdrawing_shares,
+    SELECT id, user_id, organisation_id, strategy_id, status, principal, shares, withdrawing_shares,
            booked_value, deposit_transaction_id, batch_id, locked_until, created_at
       FROM defi_positions
 """
+
+
+def _owned(owner: Owner) -> str:
+    """The condition picking the owner's positions (``:owner_id``): a plain equality on the
+    owner's column, so each kind of owner is served by its own index."""
+    return (
+        " AND organisation_id = :owner_id" if owner.is_organisation else " AND user_id = :owner_id"
+    )
 
 
 def _strategy(row: RowMapping) -> Strategy:
@@ -116,23 +136,38 @@ async def add_platform_shares(session: AsyncSession, strategy_id: str, shares: D
     )
 
 
-async def get_risk_profile(session: AsyncSession, user_id: uuid.UUID) -> int | None:
-    """The highest risk score the user accepts, None without a profile."""
-    value = (
-        await session.execute(
-            text("SELECT max_risk_score FROM defi_risk_profiles WHERE user_id = :id"),
-            {"id": user_id},
-        )
-    ).scalar()
+async def get_risk_profile(session: AsyncSession, owner: Owner) -> int | None:
+    """The highest risk score the owner accepts, None without a profile."""
+    sql = (
+        "SELECT max_risk_score FROM defi_organisation_risk_profiles WHERE organisation_id = :id"
+        if owner.is_organisation
+        else "SELECT max_risk_score FROM defi_risk_profiles WHERE user_id = :id"
+    )
+    value = (await session.execute(text(sql), {"id": owner.id})).scalar()
     return None if value is None else int(value)
 
 
-async def set_risk_profile(session: AsyncSession, user_id: uuid.UUID, max_risk: int) -> None:
-    """Create or replace the user's risk profile."""
+async def set_risk_profile(
+    session: AsyncSession, owner: Owner, max_risk: int, *, set_by: uuid.UUID | None = None
+) -> None:
+    """Create or replace the owner's risk profile (an organisation's names the admin who set
+    it, ``set_by``)."""
+    if owner.is_organisation:
+        if set_by is None:
+            raise ValueError("an organisation's risk profile is set by one of its admins")
+        await session.execute(
+            text("""INSERT INTO defi_organisation_risk_profiles
+                           (organisation_id, max_risk_score, set_by)
+                    VALUES (:id, :m, :by)
+                    ON CONFLICT (organisation_id) DO UPDATE
+                       SET max_risk_score = :m, set_by = :by, updated_at = now()"""),
+            {"id": owner.id, "m": max_risk, "by": set_by},
+        )
+        return
     await session.execute(
         text("""INSERT INTO defi_risk_profiles (user_id, max_risk_score) VALUES (:id, :m)
                 ON CONFLICT (user_id) DO UPDATE SET max_risk_score = :m, updated_at = now()"""),
-        {"id": user_id, "m": max_risk},
+        {"id": owner.id, "m": max_risk},
     )
 
 
@@ -140,7 +175,7 @@ async def insert_position(
     session: AsyncSession,
     *,
     position_id: uuid.UUID,
-    user_id: uuid.UUID,
+    owner: Owner,
     strategy: Strategy,
     principal: Decimal,
     transaction_id: uuid.UUID,
@@ -148,13 +183,13 @@ async def insert_position(
 ) -> None:
     """A new position: ``pending`` waits for the next batch, ``funding`` for its deposit."""
     await session.execute(
-        text("""INSERT INTO defi_positions (id, user_id, strategy_id, status, principal,
-                                            deposit_transaction_id, locked_until)
-                VALUES (:id, :user_id, :strategy_id, :status, :principal, :txn,
-                        now() + make_interval(days => :lockup))"""),
+        text("""INSERT INTO defi_positions (id, user_id, organisation_id, strategy_id, status,
+                                            principal, deposit_transaction_id, locked_until)
+                VALUES (:id, :user_id, :organisation_id, :strategy_id, :status, :principal,
+                        :txn, now() + make_interval(days => :lockup))"""),
         {
             "id": position_id,
-            "user_id": user_id,
+            **owner.columns(),
             "strategy_id": strategy.id,
             "principal": principal,
             "txn": transaction_id,
@@ -168,27 +203,33 @@ async def get_position(
     session: AsyncSession,
     position_id: uuid.UUID,
     *,
-    user_id: uuid.UUID | None = None,
+    owner: Owner | None = None,
     lock: bool = False,
 ) -> Position | None:
-    """A position by id (only ``user_id``'s when given)."""
+    """A position by id (only ``owner``'s when given)."""
     sql = _POSITION + " WHERE id = :id"
     params: dict[str, Any] = {"id": position_id}
-    if user_id is not None:
-        sql += " AND user_id = :user_id"
-        params["user_id"] = user_id
+    if owner is not None:
+        sql += _owned(owner)
+        params["owner_id"] = owner.id
     if lock:
         sql += " FOR UPDATE"
     row = (await session.execute(text(sql), params)).mappings().one_or_none()
     return None if row is None else _position(row)
 
 
-async def list_positions(session: AsyncSession, user_id: uuid.UUID) -> list[Position]:
-    """A user's positions, newest first."""
+async def owner_positions(session: AsyncSession, owner: Owner) -> list[Position]:
+    """An owner's positions, newest first."""
     rows = await session.execute(
-        text(_POSITION + " WHERE user_id = :id ORDER BY created_at DESC, id"), {"id": user_id}
+        text(_POSITION + " WHERE true" + _owned(owner) + " ORDER BY created_at DESC, id"),
+        {"owner_id": owner.id},
     )
     return [_position(row) for row in rows.mappings()]
+
+
+async def list_positions(session: AsyncSession, user_id: uuid.UUID) -> list[Position]:
+    """A user's positions, newest first."""
+    return await owner_positions(session, Owner.user(user_id))
 
 
 async def claim_pending(session: AsyncSession, strategy_id: str) -> list[Position]:

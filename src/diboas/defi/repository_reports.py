@@ -72,7 +72,8 @@ async def unfinished(session: AsyncSession) -> dict[str, list[str]]:
 
 
 async def booked_total(session: AsyncSession, asset: str) -> tuple[Decimal, Decimal]:
-    """Σ of the positions' booked values and Σ of the users' DeFi balances in ``asset``."""
+    """Σ of the positions' booked values and Σ of their owners' (users' and organisations')
+    DeFi balances in ``asset``."""
     row = (
         await session.execute(
             text("""SELECT coalesce((SELECT sum(p.booked_value) FROM defi_positions p
@@ -80,7 +81,8 @@ async def booked_total(session: AsyncSession, asset: str) -> tuple[Decimal, Deci
                                       WHERE s.asset = :a), 0) AS booked,
                            coalesce((SELECT sum(b.balance) FROM balances b
                                        JOIN accounts a ON a.id = b.account_id
-                                      WHERE a.owner_type = 'user' AND a.domain = 'defi'
+                                      WHERE a.owner_type IN ('user', 'organisation')
+                                        AND a.domain = 'defi'
                                         AND a.asset = :a), 0) AS ledger"""),
             {"a": asset},
         )

@@ -1,6 +1,6 @@
 """Investing and withdrawing as whole steps — the vault asked (gas estimated, redemption
 previewed) outside any transaction, then a unit of work that accepts the movement — shared by
-the API and the web app."""
+the API and the web app, for a user's own money and (``owner``) an organisation's treasury."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from diboas.defi.errors import (
     VaultRefusedError,
     VaultUnavailableError,
 )
+from diboas.defi.owners import Owner
 from diboas.defi.protocols import gas_usd, omnibus_for, prices_for, read_vault, vaults_for
 from diboas.defi.repository import Position, Strategy
 from diboas.defi.service import catalog, movements
@@ -75,12 +76,14 @@ async def invest(
     user_id: uuid.UUID,
     body: schemas.InvestIn,
     context: AuditContext,
+    owner: Owner | None = None,
 ) -> Work:
-    """Gas estimated and priced for an investment; returns the unit of work accepting it."""
+    """Gas estimated and priced for an investment; returns the unit of work accepting it.
+    ``user_id`` acts; ``owner`` is whose money (the user's own when None)."""
     strategy = await strategy_of(db, body.strategy_id)
     vault = catalog.vault_of(vaults_for(services, db.settings), strategy)
-    owner = await omnibus_for(services, db.settings, db.sessions)
-    gas = await estimate(vault, owner.address, "deposit", parse_amount(body.amount, 2))
+    omnibus = await omnibus_for(services, db.settings, db.sessions)
+    gas = await estimate(vault, omnibus.address, "deposit", parse_amount(body.amount, 2))
     gas_price_usd = await gas_usd(prices_for(services), gas)
 
     async def accept(session: AsyncSession) -> Accepted:
@@ -95,6 +98,7 @@ async def invest(
             vault_name=vault.name,
             context=context,
             funding=body.funding,
+            owner=owner,
         )
 
     return accept
@@ -131,20 +135,23 @@ async def withdraw(
     position_id: uuid.UUID,
     amount: str | None,
     context: AuditContext,
+    owner: Owner | None = None,
 ) -> Work:
     """A withdrawal previewed at the vault (all of the position with ``amount`` None);
-    returns the unit of work accepting it."""
+    returns the unit of work accepting it. ``user_id`` acts; ``owner`` is whose position
+    (the user's own when None)."""
+    whose = owner or Owner.user(user_id)
 
     async def look(session: AsyncSession) -> Position:
-        position = await movements.own_position(session, position_id, user_id)
+        position = await movements.own_position(session, position_id, whose)
         await movements.check_withdrawable(session, position)
         return position
 
     position = await db.run(look)
     strategy = await strategy_of(db, position.strategy_id)
     vault = catalog.vault_of(vaults_for(services, db.settings), strategy)
-    owner = await omnibus_for(services, db.settings, db.sessions)
-    plan = await _plan(vault, owner.address, position, amount, services)
+    omnibus = await omnibus_for(services, db.settings, db.sessions)
+    plan = await _plan(vault, omnibus.address, position, amount, services)
 
     async def accept(session: AsyncSession) -> Accepted:
         return await movements.withdraw(
@@ -154,6 +161,7 @@ async def withdraw(
             plan=plan,
             whole=amount is None,
             context=context,
+            owner=whose,
         )
 
     return accept

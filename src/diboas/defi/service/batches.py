@@ -32,7 +32,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from diboas.banking import repository as transactions
 from diboas.banking.repository import Transaction
 from diboas.banking.service.common import fee_from_record
-from diboas.compliance import audit
 from diboas.db.engine import SessionFactory
 from diboas.db.transactions import run_in_transaction
 from diboas.defi import repository
@@ -47,6 +46,7 @@ from diboas.defi.service.accounts import (
     external,
     fee_revenue,
     gas_account,
+    record,
 )
 from diboas.kit.money import quantum
 from diboas.ledger import holds
@@ -79,6 +79,12 @@ class Batch:
 
 def _state(transaction: Transaction) -> str:
     return transaction.saga_state or SagaState.ACCEPTED.value
+
+
+def _whose(position: Position) -> dict[str, str]:
+    """Names a user's position's owner in the audit details (an organisation's rows are about
+    the organisation already)."""
+    return {} if position.user_id is None else {"user_id": str(position.user_id)}
 
 
 async def open_batch(session: AsyncSession, strategy_id: str) -> Batch | None:
@@ -140,13 +146,13 @@ async def _capture(
         session, transaction.hold_id, destinations=legs, release_remainder=True, kind="defi.deposit"
     )
     charged = fee.platform + fee.provider + gas
-    record = {
+    parts = {
         "platform": str(fee.platform),
         "provider": str(fee.provider),
         "network": str(gas),
         "provider_name": fee.provider_name,
     }
-    return charged, record
+    return charged, parts
 
 
 async def settle_batch(
@@ -164,13 +170,13 @@ async def settle_batch(
         )
         assert transaction is not None  # noqa: S101 - written with the position
         held = fee_from_record(transaction).network
-        charged, record = await _capture(session, transaction, min(gas_each, held))
+        charged, parts = await _capture(session, transaction, min(gas_each, held))
         await ledger.post_entry(
             session,
             kind="defi.deposit",
             postings=[
                 (await external(session, asset), -position.principal),
-                (await defi_account(session, position.user_id, asset), position.principal),
+                (await defi_account(session, position.owner, asset), position.principal),
             ],
             reference=f"txn:{transaction.id}",
             metadata={"position_id": str(position.id), "batch_id": str(batch.id)},
@@ -188,7 +194,7 @@ async def settle_batch(
             transaction.created_at,
             amount=transaction.amount,
             fee=charged,
-            fee_record=record,
+            fee_record=parts,
             extra={"shares": str(shares[position.id]), "batch_id": str(batch.id)},
         )
         await saga.advance(
@@ -203,13 +209,13 @@ async def settle_batch(
             tx_hashes=list(move.tx_hashes),
         )
         await transactions.set_status(session, transaction, "completed")
-        await audit.record(
+        await record(
             session,
             SYSTEM,
+            position.owner,
             "defi.deposit.completed",
-            subject_type="transaction",
-            subject_id=transaction.id,
-            details={"user_id": str(position.user_id), "shares": str(shares[position.id])},
+            transaction.id,
+            details={**_whose(position), "shares": str(shares[position.id])},
         )
     await repository.finish_batch(
         session,
@@ -273,14 +279,14 @@ async def fail_batch(
         await transactions.set_status(
             session, transaction, "failed", failure_code=error.code, failure_reason=str(error)
         )
-        await audit.record(
+        await record(
             session,
             SYSTEM,
+            position.owner,
             "defi.deposit.failed",
+            transaction.id,
             outcome="failure",
-            subject_type="transaction",
-            subject_id=transaction.id,
-            details={"user_id": str(position.user_id), "failure_code": error.code},
+            details={**_whose(position), "failure_code": error.code},
         )
     status = {"compensated": "failed", "retry": "failed", "ambiguous": "ambiguous"}[outcome]
     await repository.finish_batch(session, batch_id, status=status, failure=str(error))

@@ -1,5 +1,10 @@
 """Investing into a strategy and withdrawing from a position, as accepted in the request.
 
+The money is its owner's (``defi.owners``): a user's own, or an organisation's treasury that
+one of its admins moves (the admin is the actor: their row is locked, their identity checks
+apply, the transaction row is theirs and pollable by them; the hold, the position, the risk
+profile and the audit rows follow the organisation).
+
 Both are sagas (``orchestration.saga``). Nothing here calls the vault: the caller estimated
 the gas before (``VaultProtocol.estimate_gas``, priced in USD) and hands in the figures; the
 vault is acted on by jobs (``settlement``). Each runs in the request's one transaction: the
@@ -20,8 +25,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from diboas.banking import repository as transactions
 from diboas.banking.repository import NewTransaction, Transaction
 from diboas.banking.service import reversals
-from diboas.banking.service.common import banking_account, fee_record, lock_user
-from diboas.compliance import audit, limits
+from diboas.banking.service.common import fee_record, lock_user
+from diboas.compliance import limits
 from diboas.compliance.audit import AuditContext
 from diboas.defi import repository
 from diboas.defi.errors import (
@@ -32,8 +37,10 @@ from diboas.defi.errors import (
     PositionNotFoundError,
     PositionNotOpenError,
 )
+from diboas.defi.owners import Owner
 from diboas.defi.repository import Position, Strategy
 from diboas.defi.schemas import FundingIn
+from diboas.defi.service.accounts import cash_account, record
 from diboas.defi.service.catalog import check_risk
 from diboas.defi.service.funding import DEPOSIT_BATCH_JOB, FUND_JOB, request_deposit
 from diboas.fees import service as fees
@@ -60,10 +67,18 @@ class Accepted:
 
 
 async def _fee(
-    session: AsyncSession, user: User, operation: str, amount: Decimal, gas_usd: Decimal, vault: str
+    session: AsyncSession,
+    user: User,
+    owner: Owner,
+    operation: str,
+    amount: Decimal,
+    gas_usd: Decimal,
+    vault: str,
 ) -> FeeBreakdown:
+    # An organisation has no KYC tier: the schedule's rows for every tier apply to it.
+    tier = None if owner.is_organisation else user.kyc_tier
     schedule = await fees.compute(
-        session, operation=operation, amount=amount, currency=CURRENCY, tier=user.kyc_tier
+        session, operation=operation, amount=amount, currency=CURRENCY, tier=tier
     )
     # The network component is the gas estimated for the vault transaction, in USD.
     return FeeBreakdown(CURRENCY, schedule.platform, schedule.provider, gas_usd, vault)
@@ -93,10 +108,16 @@ async def invest(
     vault_name: str,
     context: AuditContext,
     funding: FundingIn | None = None,
+    owner: Owner | None = None,
 ) -> Accepted:
-    """Accept an investment: amount + fee + estimated gas held from banking USD (or, with
-    ``funding``, a deposit requested that will pay for it: ``service.funding``); the deposit
-    into the vault waits for the strategy's next batch (``defi.deposit_batch``)."""
+    """Accept an investment: amount + fee + estimated gas held from the owner's banking USD
+    (or, for a user with ``funding``, a deposit requested that will pay for it:
+    ``service.funding``); the deposit into the vault waits for the strategy's next batch
+    (``defi.deposit_batch``). ``user_id`` acts; ``owner`` is whose money it is (the user's
+    own when None, or an organisation's treasury)."""
+    owner = owner or Owner.user(user_id)
+    if owner.is_organisation and funding is not None:
+        raise ValueError("an organisation's investment is paid from its treasury")
     amount = parse_amount(amount_text, 2)
     if amount < strategy.min_amount:
         raise BelowMinimumError(
@@ -105,17 +126,20 @@ async def invest(
         )
     user = await lock_user(session, user_id)
     _ensure_verified(settings, user)
-    await reversals.ensure_not_frozen(session, user.id, CURRENCY)
-    max_risk = await repository.get_risk_profile(session, user.id)
+    if not owner.is_organisation:  # only a person's money can be owed after a reversal
+        await reversals.ensure_not_frozen(session, user.id, CURRENCY)
+    max_risk = await repository.get_risk_profile(session, owner)
     limit, acknowledged = check_risk(strategy, max_risk, acknowledged=acknowledge_risk)
     transaction_id, position_id = uuid7(), uuid.uuid4()
-    fee = await _fee(session, user, "defi_deposit", amount, gas_usd, vault_name)
+    fee = await _fee(session, user, owner, "defi_deposit", amount, gas_usd, vault_name)
     hold_id: uuid.UUID | None = None
     extra: dict[str, str] = {}
+    if owner.is_organisation:
+        extra["organisation_id"] = str(owner.id)
     if funding is None:
         hold = await holds.place_hold(
             session,
-            account=await banking_account(session, user.id, CURRENCY),
+            account=await cash_account(session, owner, CURRENCY),
             amount=amount + fee.total,
             ttl=timedelta(seconds=settings.hold_default_ttl_seconds),
             reference=f"txn:{transaction_id}",
@@ -131,6 +155,7 @@ async def invest(
             context=context,
         )
         extra = {"funding_transaction_id": str(deposit.id), "funding_amount": str(deposit.amount)}
+    funding_extra = dict(extra)
     await transactions.insert_transactions(
         session,
         [
@@ -161,7 +186,7 @@ async def invest(
     await repository.insert_position(
         session,
         position_id=position_id,
-        user_id=user.id,
+        owner=owner,
         strategy=strategy,
         principal=principal,
         transaction_id=transaction_id,
@@ -193,29 +218,29 @@ async def invest(
             created_at,
             SagaState.ACCEPTED.value,
             SagaState.PROVIDER_REQUESTED,
-            funding=extra["funding_transaction_id"],
-            deposit=extra["funding_amount"],
+            funding=funding_extra["funding_transaction_id"],
+            deposit=funding_extra["funding_amount"],
         )
         await stage(session, FUND_JOB, {"transaction_id": str(transaction_id)})
     if acknowledged:
-        await audit.record(
+        await record(
             session,
             context,
+            owner,
             "defi.risk_acknowledged",
-            subject_type="transaction",
-            subject_id=transaction_id,
+            transaction_id,
             details={
                 "strategy_id": strategy.id,
                 "risk_score": strategy.risk_score,
                 "max_risk_score": limit,
             },
         )
-    await audit.record(
+    await record(
         session,
         context,
+        owner,
         "defi.deposit",
-        subject_type="transaction",
-        subject_id=transaction_id,
+        transaction_id,
         details={"amount": str(amount), "strategy_id": strategy.id, **extra},
     )
     found = await transactions.get_transaction(session, transaction_id)
@@ -257,10 +282,10 @@ async def _check_open(session: AsyncSession, position: Position) -> None:
 
 
 async def own_position(
-    session: AsyncSession, position_id: uuid.UUID, user_id: uuid.UUID, *, lock: bool = False
+    session: AsyncSession, position_id: uuid.UUID, owner: Owner, *, lock: bool = False
 ) -> Position:
-    """The caller's position, or 404 (another user's too)."""
-    position = await repository.get_position(session, position_id, user_id=user_id, lock=lock)
+    """The owner's position, or 404 (another owner's too)."""
+    position = await repository.get_position(session, position_id, owner=owner, lock=lock)
     if position is None:
         raise PositionNotFoundError("no such position", details={"position_id": str(position_id)})
     return position
@@ -279,11 +304,15 @@ async def withdraw(
     plan: WithdrawalPlan,
     whole: bool,
     context: AuditContext,
+    owner: Owner | None = None,
 ) -> Accepted:
     """Accept a withdrawal: the shares are set aside on the position, and ``defi.withdraw``
-    redeems them; the USD (less fee and gas) reaches banking when the vault has paid."""
+    redeems them; the USD (less fee and gas) reaches the owner's banking account (an
+    organisation's treasury) when the vault has paid. ``user_id`` acts; ``owner`` is whose
+    position it is (the user's own when None)."""
+    owner = owner or Owner.user(user_id)
     user = await lock_user(session, user_id)
-    position = await own_position(session, position_id, user.id, lock=True)
+    position = await own_position(session, position_id, owner, lock=True)
     await _check_open(session, position)
     shares = position.free_shares if whole else plan.shares
     if shares > position.free_shares:
@@ -291,7 +320,7 @@ async def withdraw(
             "the position is worth less than that",
             details={"position_id": str(position.id), "shares": str(position.free_shares)},
         )
-    fee = await _fee(session, user, "defi_withdraw", plan.expected, plan.gas_usd, "vault")
+    fee = await _fee(session, user, owner, "defi_withdraw", plan.expected, plan.gas_usd, "vault")
     if fee.total >= plan.expected:
         raise FeeExceedsAmountError(
             "the fee and gas would take the whole withdrawal",
@@ -322,6 +351,7 @@ async def withdraw(
                     "position_id": str(position.id),
                     "shares": str(shares),
                     "gas_estimate_usd": str(plan.gas_usd),
+                    **({"organisation_id": str(owner.id)} if owner.is_organisation else {}),
                 },
             )
         ],
@@ -347,12 +377,12 @@ async def withdraw(
         shares=str(shares),
     )
     await stage(session, WITHDRAW_JOB, {"transaction_id": str(transaction_id)})
-    await audit.record(
+    await record(
         session,
         context,
+        owner,
         "defi.withdraw",
-        subject_type="transaction",
-        subject_id=transaction_id,
+        transaction_id,
         details={"position_id": str(position.id), "shares": str(shares), "whole": whole},
     )
     found = await transactions.get_transaction(session, transaction_id)

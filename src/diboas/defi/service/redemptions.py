@@ -25,8 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from diboas.banking import repository as transactions
 from diboas.banking.repository import Transaction
-from diboas.banking.service.common import banking_account, fee_from_record
-from diboas.compliance import audit
+from diboas.banking.service.common import fee_from_record
 from diboas.db.engine import SessionFactory
 from diboas.db.transactions import run_in_transaction
 from diboas.defi import repository
@@ -36,11 +35,13 @@ from diboas.defi.repository import Strategy, Withdrawal
 from diboas.defi.service import catalog
 from diboas.defi.service.accounts import (
     SYSTEM,
+    cash_account,
     clearing,
     defi_account,
     external,
     fee_revenue,
     gas_account,
+    record,
 )
 from diboas.defi.service.movements import portion
 from diboas.ledger import service as ledger
@@ -139,7 +140,7 @@ async def settle(
             session,
             kind="defi.withdraw",
             postings=[
-                (await defi_account(session, position.user_id, asset), -booked),
+                (await defi_account(session, position.owner, asset), -booked),
                 (await external(session, asset), booked),
             ],
             reference=f"txn:{transaction.id}",
@@ -155,7 +156,7 @@ async def settle(
     credit = proceeds - platform - provider - gas
     legs: list[tuple[Account, Decimal]] = []
     if credit > 0:
-        legs.append((await banking_account(session, position.user_id, "USD"), credit))
+        legs.append((await cash_account(session, position.owner, "USD"), credit))
     if platform > 0:
         legs.append((await fee_revenue(session), platform))
     if provider > 0:
@@ -208,13 +209,14 @@ async def settle(
         tx_hashes=list(move.tx_hashes),
     )
     await transactions.set_status(session, transaction, "completed")
-    await audit.record(
+    whose = {} if position.user_id is None else {"user_id": str(position.user_id)}
+    await record(
         session,
         SYSTEM,
+        position.owner,
         "defi.withdraw.completed",
-        subject_type="transaction",
-        subject_id=transaction.id,
-        details={"user_id": str(position.user_id), "credited": str(credit)},
+        transaction.id,
+        details={**whose, "credited": str(credit)},
     )
 
 
@@ -239,6 +241,16 @@ async def fail(
         session, position.id, withdrawing_shares=position.withdrawing_shares - withdrawal.shares
     )
     await repository.finish_withdrawal(session, transaction.id, "failed", None)
+    if position.owner.is_organisation:  # a user's refusal shows in their history alone
+        await record(
+            session,
+            SYSTEM,
+            position.owner,
+            "defi.withdraw.failed",
+            transaction.id,
+            outcome="failure",
+            details={"failure_code": error.code},
+        )
     await saga.advance(
         session,
         transaction.id,

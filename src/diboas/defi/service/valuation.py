@@ -74,7 +74,7 @@ async def _book(
             kind="defi.yield",
             postings=[
                 (await external(session, asset), -delta),
-                (await defi_account(session, position.user_id, asset), delta),
+                (await defi_account(session, position.owner, asset), delta),
             ],
             reference=f"defi:yield:{position.id}",
             metadata={"position_id": str(position.id), "value": str(seen[1])},
