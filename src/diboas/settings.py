@@ -51,6 +51,10 @@ class Settings(BaseSettings):
 
     # --- secrets ---------------------------------------------------------------------
     secret_key: SecretStr = SecretStr(DEFAULT_SECRET_KEY)
+    # Earlier secret keys (JSON list), still accepted while a rotation is under way: what was
+    # signed under them (web sessions, form tokens, access tokens) keeps working; everything new
+    # is signed under secret_key. Drop one once what it signed has expired (sessions: 30 days).
+    secret_key_previous: list[SecretStr] = Field(default_factory=list)
     encryption_key: SecretStr = SecretStr(DEFAULT_ENCRYPTION_KEY)
 
     # --- identity --------------------------------------------------------------------
@@ -138,6 +142,13 @@ class Settings(BaseSettings):
     investing_quote_ttl_seconds: int = Field(default=30, ge=5)
     # After a venue's answer was lost, how long before the venue is asked what it did.
     investing_reconcile_delay_seconds: float = Field(default=30.0, ge=0)
+    # Deposit-then-buy in one request: how far the price may rise (basis points) between the
+    # request and the buy made once the deposit settles, and how often the deposit is looked at.
+    investing_funded_max_slippage_bps: int = Field(default=100, ge=0, le=1000)
+    investing_funding_poll_seconds: float = Field(default=1.0, gt=0)
+    # Market data older than this is never used to quote a trade (503 market_data_stale), and a
+    # balance valued with it says so (price_stale).
+    market_max_price_age_seconds: float = Field(default=60.0, gt=0)
 
     # Chain (Ethereum JSON-RPC: an Alchemy/Infura URL, or a local anvil). Empty: no chain —
     # DeFi runs on the deterministic sandbox protocol and no deposit watcher runs.
@@ -233,6 +244,10 @@ class Settings(BaseSettings):
             for name, value, default in (
                 ("DIBOAS_SECRET_KEY", self.secret_key, DEFAULT_SECRET_KEY),
                 ("DIBOAS_ENCRYPTION_KEY", self.encryption_key, DEFAULT_ENCRYPTION_KEY),
+                *(
+                    ("DIBOAS_SECRET_KEY_PREVIOUS", previous, DEFAULT_SECRET_KEY)
+                    for previous in self.secret_key_previous
+                ),
             )
             if value.get_secret_value() == default or len(value.get_secret_value()) < 32
         ]
@@ -241,6 +256,13 @@ class Settings(BaseSettings):
                 "production refuses to start with default or short secrets: " + ", ".join(weak)
             )
         return self
+
+    @property
+    def secret_keys(self) -> tuple[bytes, ...]:
+        """Every secret key that verifies, the one that signs first."""
+        return tuple(
+            key.get_secret_value().encode() for key in (self.secret_key, *self.secret_key_previous)
+        )
 
     @property
     def email_verification_required(self) -> bool:

@@ -94,6 +94,8 @@ async def test_money_in_several_domains_with_held_funds(
         ("investing", "ETH"),
         ("defi", "USDC"),
     ]
+    assert rows[("banking", "USD")].pop("price_stale") is False
+    assert rows[("banking", "USD")].pop("priced_at") is not None
     assert rows[("banking", "USD")] == {
         "asset": "USD",
         "domain": "banking",

@@ -118,6 +118,7 @@ async def test_buy_by_usd_and_by_quantity_sell_part_portfolio_history_balances(
     assert folio.status_code == 200, folio.text
     assert folio.headers["Cache-Control"] == "no-store"
     [btc] = folio.json()["holdings"]
+    assert btc.pop("price_stale") is False and btc.pop("priced_at") is not None
     assert btc == {
         "asset": "BTC",
         "quantity": "0.00500000",

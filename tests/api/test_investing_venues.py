@@ -28,7 +28,6 @@ from diboas.providers.resilience import CircuitBreaker, Failover, ProviderSlot, 
 from tests.api.conftest import Mailbox, _client, settings_for_tests
 from tests.banking.helpers import API, balance, customer
 from tests.investing.helpers import (
-    AT,
     LostAnswer,
     SetPrices,
     funded,
@@ -197,7 +196,7 @@ async def test_a_lost_venue_answer_is_settled_by_the_worker(
     # The venue fills the order but its answer is lost: 503 to the caller, the money stays
     # held, and the in-process worker's investing.reconcile_quote settles what the venue did.
     prices = SetPrices(BTC="40000")
-    inner = SandboxExchange(name="cheap", model=model("0.001"), feed=prices, clock=lambda: AT)
+    inner = SandboxExchange(name="cheap", model=model("0.001"), feed=prices)
     lossy = Failover(
         [ProviderSlot("cheap", LostAnswer(inner, place=True), CircuitBreaker("lossy"))],  # type: ignore[list-item]
         policy=RetryPolicy(attempts=1, timeout=5),

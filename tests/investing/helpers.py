@@ -56,12 +56,12 @@ def venues(feed: SetPrices) -> Failover[Any]:
     slots = [
         ProviderSlot(
             "dear",
-            SandboxExchange(name="dear", model=model("0.006"), feed=feed, clock=lambda: AT),
+            SandboxExchange(name="dear", model=model("0.006"), feed=feed),
             CircuitBreaker("dear"),
         ),
         ProviderSlot(
             "cheap",
-            SandboxExchange(name="cheap", model=model("0.001"), feed=feed, clock=lambda: AT),
+            SandboxExchange(name="cheap", model=model("0.001"), feed=feed),
             CircuitBreaker("cheap"),
         ),
     ]

@@ -27,5 +27,6 @@ async def get_balances(
     response.headers["Cache-Control"] = "no-store"
     at = parse_as_of(as_of)
     snap = await db.run(lambda s: service.snapshot(s, owner_id=caller.id, at=at))
-    _, quotes = await prices.prices_for(service.assets_to_price(snap), at)
-    return BalancesOut.of(service.value(snap, quotes))
+    found = await prices.valuation(service.assets_to_price(snap), at)
+    sheet = service.value(snap, found.prices, priced_at=found.priced_at, stale=found.stale)
+    return BalancesOut.of(sheet)

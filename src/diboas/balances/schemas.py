@@ -39,6 +39,13 @@ class AssetBalanceOut(BaseModel):
     owed: str = Field(
         default="0", description="Owed to the platform after a reversal (the account is frozen)"
     )
+    priced_at: datetime | None = Field(
+        default=None, description="When the price used for value_usd was observed"
+    )
+    price_stale: bool = Field(
+        default=False,
+        description="value_usd was computed from a price older than the allowed age",
+    )
 
 
 class BalancesOut(BaseModel):
@@ -47,6 +54,9 @@ class BalancesOut(BaseModel):
     total_usd: str
     as_of: datetime
     final: bool
+    price_stale: bool = Field(
+        default=False, description="Some value was computed from a stale price (see assets)"
+    )
     domains: DomainsOut
     assets: list[AssetBalanceOut]
 
@@ -61,6 +71,7 @@ class BalancesOut(BaseModel):
             total_usd=usd(sheet.total_usd),
             as_of=sheet.as_of,
             final=sheet.final,
+            price_stale=sheet.price_stale,
             domains=DomainsOut(
                 **{
                     name: DomainTotalOut(total_usd=usd(total))
@@ -75,6 +86,8 @@ class BalancesOut(BaseModel):
                     held=format_amount(a.held, a.scale),
                     value_usd=usd(a.value_usd),
                     owed=format_amount(a.owed, a.scale),
+                    priced_at=a.priced_at,
+                    price_stale=a.price_stale,
                 )
                 for a in sheet.assets
             ],

@@ -9,13 +9,16 @@ cent half-even (banker's rounding, so display rounding has no upward bias). It i
 for display only, never stored or posted. Domain totals are sums of the rounded asset
 values and ``total_usd`` is the sum of the domain totals, so the parts always add up to the
 whole as shown. "Now" is valued at the price snapshot of the last few seconds
-(``diboas.market.prices.CACHE_SECONDS``); a past instant at that instant's prices.
+(``diboas.market.prices.CACHE_SECONDS``) — the exchanges' market data the quotes use — and a
+past instant at that instant's prices. A value computed from a price older than the allowed
+age (the feed stopped answering, or answered with old data) is marked ``price_stale`` with
+the instant the price was observed, never passed off as current.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -42,6 +45,8 @@ class AssetBalance:
     held: Decimal
     value_usd: Decimal
     owed: Decimal = _ZERO  # what the user owes after a reversal took back spent money (>= 0)
+    priced_at: datetime | None = None  # when the price used was observed (None: not priced)
+    price_stale: bool = False  # valued with a price older than the allowed age
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +58,11 @@ class BalanceSheet:
     total_usd: Decimal
     domains: dict[str, Decimal]
     assets: list[AssetBalance] = field(default_factory=list)
+
+    @property
+    def price_stale(self) -> bool:
+        """Some value in the sheet was computed from a stale price."""
+        return any(asset.price_stale for asset in self.assets)
 
 
 async def snapshot(
@@ -77,9 +87,17 @@ def usd_value(amount: Decimal, price: Decimal) -> Decimal:
     return (amount * price).quantize(_CENT, rounding=ROUND_HALF_EVEN)
 
 
-def value(snap: Snapshot, prices: Mapping[str, Decimal]) -> BalanceSheet:
+def value(
+    snap: Snapshot,
+    prices: Mapping[str, Decimal],
+    *,
+    priced_at: Mapping[str, datetime] | None = None,
+    stale: Set[str] = frozenset(),
+) -> BalanceSheet:
     """Pivot the accounts to (domain, asset) rows with available, held and owed, and value
-    them (net of what is owed)."""
+    them (net of what is owed); ``priced_at`` and ``stale`` say when each price was observed
+    and which are too old (``market.prices.Valuation``)."""
+    observed = priced_at or {}
     pairs: dict[tuple[str, str], dict[str, Decimal]] = {}
     scales: dict[str, int] = {}
     for account in snap.accounts:
@@ -95,8 +113,21 @@ def value(snap: Snapshot, prices: Mapping[str, Decimal]) -> BalanceSheet:
         held = kinds.get(AccountKind.HELD.value, _ZERO)
         owed = -kinds.get(AccountKind.OWED.value, _ZERO)
         amount = available + held - owed  # a debt counts against what the user is worth
-        worth = _ZERO.quantize(_CENT) if amount == 0 else usd_value(amount, prices[asset])
-        assets.append(AssetBalance(domain, asset, scales[asset], available, held, worth, owed))
+        priced = amount != 0
+        worth = usd_value(amount, prices[asset]) if priced else _ZERO.quantize(_CENT)
+        assets.append(
+            AssetBalance(
+                domain,
+                asset,
+                scales[asset],
+                available,
+                held,
+                worth,
+                owed,
+                observed.get(asset) if priced else None,
+                priced and asset in stale,
+            )
+        )
         domains[domain] += worth
     return BalanceSheet(
         as_of=snap.at,

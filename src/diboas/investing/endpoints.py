@@ -121,7 +121,7 @@ async def create_order(
         if not quote_ids:
             # Quoted in a transaction of its own, so that an ambiguous venue failure leaves a
             # quote (and its hold) to reconcile; made once even if this unit of work reruns.
-            priced = await quotes.price_trade(venues, trade)
+            priced = await quotes.price_trade(venues, trade, max_age=quotes.max_data_age(settings))
             made = await db.run(
                 lambda s: quotes.lock_quote(s, settings, user=caller.user, priced=priced)
             )
@@ -206,8 +206,10 @@ async def get_portfolio(
 ) -> schemas.PortfolioOut:
     response.headers["Cache-Control"] = "no-store"
     found = await db.run(lambda s: portfolio.basis(s, caller.id))
-    as_of, values = await prices.prices_for(found.assets())
-    valued = portfolio.value(found, values, as_of)
+    market = await prices.valuation(found.assets())
+    valued = portfolio.value(
+        found, market.prices, market.as_of, priced_at=market.priced_at, stale=market.stale
+    )
     return schemas.PortfolioOut(
         holdings=[
             schemas.HoldingOut(
@@ -219,6 +221,8 @@ async def get_portfolio(
                 value_usd=usd(h.value_usd),
                 unrealised_pnl=usd(h.unrealised_pnl),
                 realised_pnl=usd(h.realised_pnl),
+                priced_at=h.priced_at,
+                price_stale=h.price_stale,
             )
             for h in valued.holdings
         ],
@@ -226,5 +230,6 @@ async def get_portfolio(
         total_cost_basis=usd(valued.total("cost_basis")),
         unrealised_pnl=usd(valued.total("unrealised_pnl")),
         realised_pnl=usd(valued.total("realised_pnl")),
-        as_of=as_of,
+        as_of=market.as_of,
+        price_stale=bool(market.stale),
     )

@@ -141,10 +141,15 @@ class HoldingOut(BaseModel):
     value_usd: str
     unrealised_pnl: str
     realised_pnl: str
+    priced_at: datetime | None = Field(default=None, description="When the price was observed")
+    price_stale: bool = Field(
+        default=False, description="Valued with a price older than the allowed age"
+    )
 
 
 class PortfolioOut(BaseModel):
-    """Every asset held in Investing (and any with realised P&L), with totals."""
+    """Every asset held in Investing (and any with realised P&L), with totals, valued with
+    the same market data the quotes use."""
 
     holdings: list[HoldingOut]
     total_value_usd: str
@@ -152,3 +157,4 @@ class PortfolioOut(BaseModel):
     unrealised_pnl: str
     realised_pnl: str
     as_of: datetime
+    price_stale: bool = False

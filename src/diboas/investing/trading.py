@@ -26,7 +26,7 @@ async def quote(
     trade = quotes.parse_trade(
         venues, side=body.side, asset=body.asset, amount_usd=body.amount_usd, quantity=body.quantity
     )
-    priced = await quotes.price_trade(venues, trade)
+    priced = await quotes.price_trade(venues, trade, max_age=quotes.max_data_age(db.settings))
 
     async def lock(session: AsyncSession) -> schemas.QuoteOut:
         locked = await quotes.lock_quote(session, db.settings, user=user, priced=priced)

@@ -16,7 +16,7 @@ router = APIRouter(tags=["market"])
 async def get_prices(request: Request) -> PriceService:
     """The app's price service (the sandbox feed unless the app was handed another)."""
     # async on purpose: FastAPI runs a plain ``def`` dependency in a worker thread.
-    return service_for(request.app.state.services)
+    return service_for(request.app.state.services, request.app.state.settings)
 
 
 PricesDep = Annotated[PriceService, Depends(get_prices)]
@@ -34,6 +34,12 @@ async def list_prices(prices: PricesDep, as_of: AsOfQuery = None) -> list[PriceO
     """Every asset's USD price now (a snapshot at most a few seconds old) or at ``as_of``."""
     at = parse_as_of(as_of)
     return [
-        PriceOut(asset=p.asset, price_usd=usd_text(p.price_usd), as_of=p.as_of)
+        PriceOut(
+            asset=p.asset,
+            price_usd=usd_text(p.price_usd),
+            as_of=p.as_of,
+            priced_at=p.priced_at,
+            stale=p.stale,
+        )
         for p in await prices.prices(at)
     ]

@@ -23,11 +23,14 @@ _INSTANT = re.compile(
 
 
 class PriceOut(BaseModel):
-    """An asset's price in USD (a decimal string) at an instant."""
+    """An asset's price in USD (a decimal string) at an instant: ``priced_at`` is when the
+    market data was observed, ``stale`` whether that is older than the allowed age."""
 
     asset: str
     price_usd: str
     as_of: datetime
+    priced_at: datetime | None = None
+    stale: bool = False
 
 
 def usd_text(value: Decimal) -> str:

@@ -11,7 +11,7 @@ price.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 
@@ -40,18 +40,28 @@ class ExchangePriceFeed:
         return tuple(sorted(traded | set(PEGGED)))
 
     async def prices_usd(self, assets: Sequence[str], at: datetime) -> dict[str, Decimal]:
+        timed = await self.timed_prices_usd(assets, at)
+        return {asset: price for asset, (price, _) in timed.items()}
+
+    async def timed_prices_usd(
+        self, assets: Iterable[str], at: datetime
+    ) -> dict[str, tuple[Decimal, datetime]]:
+        """Each asset's price with the instant the venue's ticker was taken (``at`` for a
+        pegged asset or a past instant)."""
         if at.tzinfo is None:
             raise ValueError("a price needs a time-zone-aware instant")
+        wanted = list(assets)
         if abs(datetime.now(UTC) - at) > PRESENT:
             if self.history is None:
                 raise PriceUnavailableError(
                     "the exchanges have no price history", details={"feed": self.name}
                 )
-            return await self.history.prices_usd(assets, at)
-        found: dict[str, Decimal] = {}
-        for asset in assets:
+            past = await self.history.prices_usd(wanted, at)
+            return {asset: (price, at) for asset, price in past.items()}
+        found: dict[str, tuple[Decimal, datetime]] = {}
+        for asset in wanted:
             if asset in PEGGED:
-                found[asset] = PEGGED[asset]
+                found[asset] = (PEGGED[asset], at)
                 continue
             if asset not in self.assets():
                 raise PriceUnavailableError(f"no price for {asset}", details={"asset": asset})
@@ -62,7 +72,7 @@ class ExchangePriceFeed:
                     f"no exchange could price {asset}",
                     details={"asset": asset, "error": exc.code},
                 ) from exc
-            found[asset] = ticker.mid.quantize(USD_CENT, rounding=ROUND_HALF_EVEN)
+            found[asset] = (ticker.mid.quantize(USD_CENT, rounding=ROUND_HALF_EVEN), ticker.at)
         return found
 
 

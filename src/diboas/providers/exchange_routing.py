@@ -5,14 +5,18 @@ the spread (best price against the mid, times the quantity) and the slippage (th
 through the book against the best price). Venues whose breaker is open or whose market data
 call fails are skipped, and the reason for the choice names every candidate's cost.
 Network fees (gas) are zero on a centralised venue; the field is kept so that on-chain
-routes rank on the same scale.
+routes rank on the same scale. A venue whose book is older than ``max_age`` (the setting
+``DIBOAS_MARKET_MAX_PRICE_AGE_SECONDS``) is skipped as stale: a quote is never priced from
+old market data, and when every venue is stale the quote is refused (``market_data_stale``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_UP, Decimal
+from typing import Any
 
 from diboas.kit.errors import DomainError
 from diboas.providers.exchange import (
@@ -39,6 +43,7 @@ from diboas.settings import Settings
 
 VENUES_SERVICE = "exchange_venues"
 BOOK_DEPTH = 50
+STALE = "stale market data"
 
 
 class NoRouteError(DomainError):
@@ -46,6 +51,14 @@ class NoRouteError(DomainError):
 
     status_code = 503
     code = "no_route"
+
+
+class MarketDataStaleError(DomainError):
+    """Every venue that answered gave market data older than the allowed age: no quote is
+    made from it (nothing is held or stored)."""
+
+    status_code = 503
+    code = "market_data_stale"
 
 
 class TooLargeForBooksError(DomainError):
@@ -135,6 +148,16 @@ def venue_slots(settings: Settings) -> Failover[Exchange]:
     return Failover(slots, policy=policy)
 
 
+def venues_for(services: dict[str, Any], settings: Settings) -> Failover[Exchange]:
+    """An app's venues: those it was handed (tests), else built once from settings."""
+    existing = services.get(VENUES_SERVICE)
+    if isinstance(existing, Failover):
+        return existing
+    built = venue_slots(settings)
+    services[VENUES_SERVICE] = built
+    return built
+
+
 def _secret(value: object) -> str:
     getter = getattr(value, "get_secret_value", None)
     return str(getter()) if getter is not None else ""
@@ -170,6 +193,7 @@ async def _cost(
     side: Side,
     quantity: Decimal | None,
     quote_amount: Decimal | None,
+    max_age: timedelta | None,
 ) -> RouteCost | str:
     venue = slot.implementation
     try:
@@ -184,6 +208,8 @@ async def _cost(
         )
     except ProviderError as exc:
         return exc.code
+    if max_age is not None and datetime.now(UTC) - book.at > max_age:
+        return STALE
     levels = book.asks if side is Side.BUY else book.bids
     if not levels or not book.bids or not book.asks:
         return "empty book"
@@ -214,8 +240,10 @@ async def best_route(
     *,
     quantity: Decimal | None = None,
     quote_amount: Decimal | None = None,
+    max_age: timedelta | None = None,
 ) -> Route:
-    """Rank the healthy venues by total cost for this order; refuse when none can fill it."""
+    """Rank the healthy venues by total cost for this order; refuse when none can fill it
+    (or, with ``max_age``, when every answer was older than that)."""
     costs: list[RouteCost] = []
     skipped: dict[str, str] = {}
     for slot in venues.slots:
@@ -225,7 +253,7 @@ async def best_route(
         if not slot.healthy or slot.breaker.state is BreakerState.OPEN:
             skipped[slot.name] = "unhealthy"
             continue
-        found = await _cost(slot, venues.policy, asset, side, quantity, quote_amount)
+        found = await _cost(slot, venues.policy, asset, side, quantity, quote_amount, max_age)
         # Passive health: a venue that answered its market data is up (even if its book is
         # too thin for this order); one that failed is down until it answers again.
         answered = not isinstance(found, str) or found in ("insufficient liquidity", "empty book")
@@ -240,10 +268,19 @@ async def best_route(
             f"the order is larger than the {asset} order books can fill",
             details={"skipped": skipped},
         )
+    if not costs and STALE in skipped.values():
+        raise MarketDataStaleError(
+            f"the {asset} market data is out of date; try again shortly",
+            details={"skipped": skipped, "max_age_seconds": _seconds(max_age)},
+        )
     if not costs:
         raise NoRouteError(f"no venue can {side.value} {asset} now", details={"skipped": skipped})
     costs.sort(key=lambda c: (c.total, c.venue))
     return Route(costs[0], tuple(costs), skipped)
+
+
+def _seconds(age: timedelta | None) -> str | None:
+    return None if age is None else f"{age.total_seconds():g}"
 
 
 def venue(venues: Failover[Exchange], name: str) -> ProviderSlot[Exchange]:

@@ -10,6 +10,7 @@ cent half-even, for display only.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping, Set
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -49,6 +50,8 @@ class Holding:
     value_usd: Decimal
     unrealised_pnl: Decimal
     realised_pnl: Decimal
+    priced_at: datetime | None = None
+    price_stale: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,8 +74,16 @@ async def basis(session: AsyncSession, user_id: uuid.UUID) -> PortfolioBasis:
     )
 
 
-def value(found: PortfolioBasis, prices: dict[str, Decimal], as_of: datetime) -> Portfolio:
-    """Value the holdings at ``prices``."""
+def value(
+    found: PortfolioBasis,
+    prices: dict[str, Decimal],
+    as_of: datetime,
+    *,
+    priced_at: Mapping[str, datetime] | None = None,
+    stale: Set[str] = frozenset(),
+) -> Portfolio:
+    """Value the holdings at ``prices`` (observed at ``priced_at``; ``stale`` too old)."""
+    observed = priced_at or {}
     lines: list[Holding] = []
     for asset in sorted(found.assets()):
         quantity, scale = found.quantities.get(asset, (_ZERO, 8))
@@ -92,6 +103,8 @@ def value(found: PortfolioBasis, prices: dict[str, Decimal], as_of: datetime) ->
                 value_usd=worth,
                 unrealised_pnl=(worth - cost).quantize(_CENT, ROUND_HALF_EVEN),
                 realised_pnl=found.realised.get(asset, _ZERO).quantize(_CENT, ROUND_HALF_EVEN),
+                priced_at=observed.get(asset),
+                price_stale=asset in stale,
             )
         )
     return Portfolio(lines, as_of)

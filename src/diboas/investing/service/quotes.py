@@ -102,14 +102,23 @@ def parse_trade(
     return TradeRequest(Side(side), asset, usd, qty)
 
 
-async def price_trade(venues: Failover[Exchange], request: TradeRequest) -> PricedTrade:
-    """Rank the venues for the trade and take the cheapest (network calls; no database)."""
+def max_data_age(settings: Settings) -> timedelta:
+    """How old the market data a quote is priced from may be."""
+    return timedelta(seconds=settings.market_max_price_age_seconds)
+
+
+async def price_trade(
+    venues: Failover[Exchange], request: TradeRequest, *, max_age: timedelta | None = None
+) -> PricedTrade:
+    """Rank the venues for the trade and take the cheapest (network calls; no database);
+    with ``max_age``, books older than that are never used (503 ``market_data_stale``)."""
     route = await best_route(
         venues,
         request.asset,
         request.side,
         quantity=request.quantity,
         quote_amount=request.amount_usd,
+        max_age=max_age,
     )
     chosen = route.chosen
     if request.amount_usd is not None:
