@@ -23,6 +23,7 @@ EXPECTED_PUBLIC = {
     "/learn",
     "/learn/{slug}",
     "/app/{path:path}",  # the 404 page for addresses under /app that are no page
+    "/business/{path:path}",  # the same under /business
     # The installable app's files and its offline page: nothing personal in them.
     "/app/manifest.webmanifest",
     "/app/sw.js",

@@ -82,6 +82,11 @@ READ_PAYOUTS = Action(OrgRole.VIEWER, "payouts:read")
 WRITE_PAYOUTS = Action(OrgRole.MEMBER, "payouts:write")
 READ_AUDIT = Action(OrgRole.ADMIN, "audit:read")
 MANAGE = Action(OrgRole.ADMIN, None)  # members, keys, allow-list, funding: people only
+# The treasury's DeFi: reading its positions and risk profile is reading the treasury;
+# investing treasury money, withdrawing it and setting the risk profile are for its admins in
+# person (as funding is: no API key moves treasury money into a strategy).
+READ_TREASURY_DEFI = Action(OrgRole.VIEWER, "treasury:read")
+INVEST_TREASURY = Action(OrgRole.ADMIN, None)
 LEAVE = Action(OrgRole.VIEWER, None)  # any member may leave (a key is no member)
 
 
@@ -183,11 +188,16 @@ def is_allowed(
 # --- the dependency ----------------------------------------------------------------------------
 
 
+def role_allows(role: OrgRole, action: Action) -> bool:
+    """True when a member with ``role`` may do ``action`` (pages show only what is allowed)."""
+    return _RANK[role] >= _RANK[action.min_role]
+
+
 def _authorised_role(found: AccessRow, action: Action) -> OrgRole:
     role = OrgRole(found.role) if found.role is not None else None
     if role is None:
         raise OrganisationNotFoundError("no such organisation")
-    if _RANK[role] < _RANK[action.min_role]:
+    if not role_allows(role, action):
         raise OrganisationRoleError(
             f"this needs the {action.min_role.value!r} role in the organisation",
             details={"role": role.value, "required": action.min_role.value},

@@ -156,20 +156,7 @@ async def execute_payouts(
     batch_id: uuid.UUID, principal: PayoutWriter, request: Request, db: DatabaseDep
 ) -> Response:
     context = principal.audit_context(request)
-    paid = 0
-    while True:  # one transaction per chunk of rows (payout_execution says why)
-        step = await db.run(
-            lambda s: payout_execution.execute_step(
-                s,
-                principal,
-                batch_id=batch_id,
-                context=context,
-                chunk_rows=payout_execution.CHUNK_ROWS,
-            )
-        )
-        paid += step.paid
-        if step.done:
-            break
+    paid = await payout_execution.execute(db, principal, batch_id=batch_id, context=context)
     replayed = paid == 0  # completed before this request: nothing moved now
     batch, rows = await db.run(lambda s: payouts.get(s, principal.organisation_id, batch_id))
     headers = {"Idempotent-Replayed": "true"} if replayed else None

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 
@@ -54,6 +54,17 @@ class Upload:
 
 async def read_payout_file(request: Request, settings: Settings) -> Upload:
     """The ``file`` part of a multipart body, received up to the configured size only."""
+    form = await receive_form(request, settings)
+    try:
+        return await payout_file(form)
+    finally:
+        await form.close()
+
+
+async def receive_form(request: Request, settings: Settings) -> FormData:
+    """A multipart form of at most one file, received up to the configured size only (413
+    past it) and parsed; the caller closes it. The business pages read their payout upload
+    with it too (their CSRF token travels in the same form)."""
     cap = settings.business_payout_max_bytes + _FRAMING_BYTES
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise PayoutFileError("send the file as multipart/form-data in a field named file")
@@ -76,15 +87,16 @@ async def read_payout_file(request: Request, settings: Settings) -> Upload:
         yield b""
 
     try:
-        form = await MultiPartParser(
+        return await MultiPartParser(
             request.headers, replay(), max_files=1, max_fields=4, max_part_size=cap
         ).parse()
     except MultiPartException as error:
         raise PayoutFileError(f"the upload is not a valid form: {error.message}") from None
-    try:
-        part = form.get("file")
-        if not isinstance(part, UploadFile):
-            raise PayoutFileError("the form needs the file in a field named file")
-        return Upload(await part.read(), part.filename)
-    finally:
-        await form.close()
+
+
+async def payout_file(form: FormData) -> Upload:
+    """The file in the form's ``file`` field."""
+    part = form.get("file")
+    if not isinstance(part, UploadFile):
+        raise PayoutFileError("the form needs the file in a field named file")
+    return Upload(await part.read(), part.filename)

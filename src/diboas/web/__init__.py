@@ -1,4 +1,6 @@
-"""The web apps: the marketing site at ``/`` and the consumer app at ``/app``.
+"""The web apps: the marketing site at ``/``, the consumer app at ``/app`` and the business
+app at ``/business`` (signed in with the consumer app's session; each organisation's pages
+check the member's role and the organisation's IP allow-list exactly as its API does).
 
 Server-rendered pages (one Jinja2 environment, compiled templates kept), a plain-CSS design
 system, a little hand-written JavaScript, every asset served by the platform itself under a
@@ -20,11 +22,12 @@ from diboas.web.templating import create_environment
 
 def web_routes() -> list[WebRoute]:
     """Every page of the web apps."""
+    from diboas.web.business.routes import all_routes as business_routes
     from diboas.web.consumer.routes import all_routes as consumer_routes
     from diboas.web.fallback import routes as fallback
     from diboas.web.marketing.routes import routes as marketing
 
-    return [*marketing.routes, *consumer_routes(), *fallback.routes]
+    return [*marketing.routes, *consumer_routes(), *business_routes(), *fallback.routes]
 
 
 def install(app: FastAPI, settings: Settings) -> None:

@@ -1,5 +1,6 @@
-"""The last route: an address under /app that is no page gets a page saying so (404), not the
-API's JSON error. It comes after every other route, so it only sees what nothing matched."""
+"""The last routes: an address under /business or /app that is no page gets a page saying so
+(404), not the API's JSON error. They come after every other route, so they only see what
+nothing matched."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from diboas.web.routing import PUBLIC, Page, WebRoutes
 routes = WebRoutes()
 
 
-@routes.add("/app/{path:path}", access=PUBLIC)
+@routes.add("/app/{path:path}", access=PUBLIC)  # applied last: the very last route
+@routes.add("/business/{path:path}", access=PUBLIC)
 async def not_found(page: Page) -> Response:
     return page.render(
         "error.html",

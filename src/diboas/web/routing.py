@@ -8,6 +8,12 @@ that permission). A test walks the app's web routes
 and fails on one without a declaration. Every POST must carry a valid CSRF token or it is
 refused with 403 before the handler sees it.
 
+A route may add a ``guard``: its own check (the business pages' role in the organisation and
+IP allow-list), run after the sign-in check and before the form is read, so a body is
+received only from someone allowed to send it. Forms are URL-encoded or multipart without
+files; a route that takes a file names its ``form_reader`` (the payout upload reads one
+bounded file with the API's own limits) — CSRF is checked on what it read, as for any form.
+
 Web routes are plain Starlette routes, not FastAPI ``APIRoute``s: they are pages, not part
 of the API's schema, and they are kept out of the API's route walker on purpose.
 """
@@ -50,6 +56,8 @@ GUEST = "guest"
 OPEN = "open"
 LOGIN_PATH = "/app/login"
 HOME_PATH = "/app"
+# Where a sign-in may return to: the consumer app and the business app.
+_NEXT_PREFIXES = ("/app", "/business")
 _FORM_LIMITS = {"max_files": 0, "max_fields": 50, "max_part_size": 64 * 1024}
 
 log = structlog.get_logger(__name__)
@@ -79,6 +87,9 @@ class Page:
     csrf_nonce: str = ""
     new_nonce: bool = False
     set_cookies: dict[str, str | None] = field(default_factory=dict)
+    # What the route's guard established (the business pages keep the organisation's
+    # Principal here); None on routes without a guard.
+    grant: object = None
 
     @property
     def settings(self) -> Settings:
@@ -108,6 +119,11 @@ class Page:
         value = self.form.get(name) if self.form is not None else None
         return value if isinstance(value, str) else ""
 
+    def fields(self, name: str) -> list[str]:
+        """Every text value of a repeated form field (checkboxes)."""
+        values = self.form.getlist(name) if self.form is not None else []
+        return [v for v in values if isinstance(v, str)]
+
     def render(
         self, template: str, context: dict[str, Any] | None = None, *, status: int = 200
     ) -> HTMLResponse:
@@ -129,6 +145,10 @@ class Page:
 
 
 Handler = Callable[[Page], Awaitable[Response]]
+# A route's own check before its form is read: a refusal page, or None to go on.
+Guard = Callable[[Page], Awaitable[Response | None]]
+# Reads a route's form instead of the default (URL-encoded or multipart without files).
+FormReader = Callable[[Request, Settings], Awaitable[FormData]]
 
 
 class NamedRoute(Route):
@@ -147,12 +167,18 @@ class WebRoute(NamedRoute):
     """A web route that records what it requires."""
 
     access: str
+    guard: Guard | None = None
 
 
 def _safe_next(target: str | None) -> str:
     # Only a path inside the app: anything else (another host, //host, a scheme) would make
     # the login form an open redirect.
-    if target and target.startswith("/app") and not target.startswith("//") and "\\" not in target:
+    if (
+        target
+        and target.startswith(_NEXT_PREFIXES)
+        and not target.startswith("//")
+        and "\\" not in target
+    ):
         return target
     return HOME_PATH
 
@@ -185,7 +211,18 @@ def _error_page(page: Page, status: int, title: str, message: str) -> Response:
     return page.render("error.html", {"title": title, "message": message}, status=status)
 
 
-def _wrap(access: str, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+@dataclass(frozen=True, slots=True)
+class _Checks:
+    """What a route requires before its handler runs."""
+
+    access: str
+    guard: Guard | None = None
+    form_reader: FormReader | None = None
+
+
+def _wrap(checks: _Checks, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    access = checks.access
+
     async def endpoint(request: Request) -> Response:
         app = request.app
         state: WebState = app.state.web
@@ -202,7 +239,11 @@ def _wrap(access: str, handler: Handler) -> Callable[[Request], Awaitable[Respon
         await _signed_in(page)
         nonce = page.cookies.read(request, CSRF_COOKIE)
         page.csrf_nonce, page.new_nonce = (nonce, False) if nonce else (new_csrf_nonce(), True)
-        response = await _checked(access, page, handler)
+        try:
+            response = await _checked(checks, page, handler)
+        finally:
+            if checks.form_reader is not None and page.form is not None:
+                await page.form.close()  # an uploaded file's buffer
         if page.new_nonce:
             page.cookies.set(response, CSRF_COOKIE, page.csrf_nonce)
         for name, value in page.set_cookies.items():
@@ -216,8 +257,8 @@ def _wrap(access: str, handler: Handler) -> Callable[[Request], Awaitable[Respon
     return endpoint
 
 
-async def _checked(access: str, page: Page, handler: Handler) -> Response:
-    refused = await _refusal(access, page)
+async def _checked(checks: _Checks, page: Page, handler: Handler) -> Response:
+    refused = await _refusal(checks, page)
     if refused is not None:
         return refused
     try:
@@ -227,22 +268,26 @@ async def _checked(access: str, page: Page, handler: Handler) -> Response:
         return _error_page(page, error.status_code, "That did not work", error.message)
 
 
-async def _refusal(access: str, page: Page) -> Response | None:
+async def _refusal(checks: _Checks, page: Page) -> Response | None:
     """Why the request may not reach its handler (a redirect or an error page), if it may not."""
-    request = page.request
+    request, access = page.request, checks.access
     if access == GUEST and page.user is not None and request.method == "GET":
         return page.redirect(HOME_PATH)
     if access not in (GUEST, OPEN, PUBLIC):
         denied = _denied(access, page)
         if denied is not None:
             return denied
+    if checks.guard is not None:
+        guarded = await checks.guard(page)
+        if guarded is not None:
+            return guarded
     if request.method != "POST":
         return None
     if access in (GUEST, OPEN):
         throttled = await _throttled(page)
         if throttled is not None:
             return throttled
-    return await _forged(page)
+    return await _forged(page, checks.form_reader)
 
 
 def _denied(access: str, page: Page) -> Response | None:
@@ -270,9 +315,15 @@ async def _throttled(page: Page) -> Response | None:
     return None
 
 
-async def _forged(page: Page) -> Response | None:
+async def _forged(page: Page, form_reader: FormReader | None) -> Response | None:
     """403 unless the form carries the CSRF token of this browser's nonce and session."""
-    page.form = await page.request.form(**_FORM_LIMITS)
+    if form_reader is None:
+        page.form = await page.request.form(**_FORM_LIMITS)
+    else:
+        try:
+            page.form = await form_reader(page.request, page.settings)
+        except DomainError as error:  # too large, or not a form: nothing was done
+            return _error_page(page, error.status_code, "The upload was refused", error.message)
     if not page.new_nonce and page.state.keys.csrf_valid(
         page.csrf_nonce, page.session_id, page.form.get(CSRF_FIELD)
     ):
@@ -293,13 +344,22 @@ class WebRoutes:
         self.routes: list[WebRoute] = []
 
     def add(
-        self, path: str, *, access: str, methods: Iterable[str] = ("GET",)
+        self,
+        path: str,
+        *,
+        access: str,
+        methods: Iterable[str] = ("GET",),
+        guard: Guard | None = None,
+        form_reader: FormReader | None = None,
     ) -> Callable[[Handler], Handler]:
+        checks = _Checks(access, guard, form_reader)
+
         def register(handler: Handler) -> Handler:
             route = WebRoute(
-                path, _wrap(access, handler), methods=list(methods), name=handler.__name__
+                path, _wrap(checks, handler), methods=list(methods), name=handler.__name__
             )
             route.access = access
+            route.guard = guard
             self.routes.append(route)
             return handler
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from diboas.api.deps import Database
 from diboas.banking import repository as banking
 from diboas.banking.repository import NewTransaction
 from diboas.banking.service.common import banking_account
@@ -181,3 +182,21 @@ async def execute_step(
         },
     )
     return Step(completed, len(rows), done=True)
+
+
+async def execute(
+    db: Database, principal: Principal, *, batch_id: uuid.UUID, context: AuditContext
+) -> int:
+    """Pay a batch chunk by chunk, each chunk its own transaction; how many rows this call
+    paid (0: the batch was completed before — nothing moved). The API and the pages both
+    execute through it."""
+    paid = 0
+    while True:
+        step = await db.run(
+            lambda s: execute_step(
+                s, principal, batch_id=batch_id, context=context, chunk_rows=CHUNK_ROWS
+            )
+        )
+        paid += step.paid
+        if step.done:
+            return paid
