@@ -54,3 +54,18 @@ def test_out_of_range_settings_are_refused(
     monkeypatch.setenv(f"DIBOAS_{field.upper()}", value)
     with pytest.raises(ValidationError):
         Settings()
+
+
+def test_previous_secret_keys_come_from_the_environment_as_json_and_verify_after_the_current(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DIBOAS_SECRET_KEY", "n" * 40)
+    monkeypatch.setenv("DIBOAS_SECRET_KEY_PREVIOUS", '["' + "o" * 40 + '"]')
+    assert Settings().secret_keys == (b"n" * 40, b"o" * 40)
+
+
+def test_production_refuses_a_short_previous_secret_key() -> None:
+    strong = {"secret_key": SecretStr("s" * 40), "encryption_key": SecretStr("e" * 40)}
+    Settings(env="production", secret_key_previous=[SecretStr("p" * 40)], **strong)
+    with pytest.raises(ValidationError, match="DIBOAS_SECRET_KEY_PREVIOUS"):
+        Settings(env="production", secret_key_previous=[SecretStr("short")], **strong)

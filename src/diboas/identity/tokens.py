@@ -21,7 +21,7 @@ from diboas.settings import Settings
 ALGORITHM = "HS256"
 AUDIENCE = "diboas-api"
 ISSUER = "diboas"
-DERIVED_KID = "derived-1"
+DERIVED_KID_PREFIX = "derived-"
 
 
 class InvalidTokenError(Exception):
@@ -48,10 +48,19 @@ def signing_keys(settings: Settings) -> tuple[str, dict[str, bytes]]:
         if current not in keys:
             raise ValueError(f"DIBOAS_JWT_CURRENT_KID {current!r} is not among the signing keys")
         return current, keys
-    derived = hmac.new(
-        settings.secret_key.get_secret_value().encode(), b"diboas-jwt-signing", hashlib.sha256
-    ).digest()
-    return DERIVED_KID, {DERIVED_KID: derived}
+    # Derived from the secret keys: the current one signs, the previous ones still verify, and
+    # each key's id names its secret (by a keyed digest), so a rotation fails no live token.
+    secrets_ = settings.secret_keys
+    derived = {_derived_kid(secret): _keyed(secret, b"diboas-jwt-signing") for secret in secrets_}
+    return _derived_kid(secrets_[0]), derived
+
+
+def _keyed(secret: bytes, purpose: bytes) -> bytes:
+    return hmac.new(secret, purpose, hashlib.sha256).digest()
+
+
+def _derived_kid(secret: bytes) -> str:
+    return DERIVED_KID_PREFIX + _keyed(secret, b"diboas-jwt-key-id")[:6].hex()
 
 
 def issue_access_token(

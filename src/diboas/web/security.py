@@ -75,18 +75,21 @@ def _unb64(text: str) -> bytes:
 
 
 class WebKeys:
-    """HMAC keys for the web, derived from the platform's secret key (one per purpose)."""
+    """HMAC keys for the web, derived from the platform's secret keys (one per purpose).
+
+    The current secret key signs; every key of ``DIBOAS_SECRET_KEY_PREVIOUS`` still verifies,
+    so rotating the secret signs nobody out and fails no form already on a screen.
+    """
 
     def __init__(self, settings: Settings) -> None:
-        secret = settings.secret_key.get_secret_value().encode()
-        self._session = hmac.new(secret, b"diboas-web-session-cookie", hashlib.sha256).digest()
-        self._csrf = hmac.new(secret, b"diboas-web-csrf-token", hashlib.sha256).digest()
+        secrets_ = settings.secret_keys
+        self._sessions = [_derive(s, b"diboas-web-session-cookie") for s in secrets_]
+        self._csrfs = [_derive(s, b"diboas-web-csrf-token") for s in secrets_]
 
     def sign_session(self, session_id: uuid.UUID, user_id: uuid.UUID) -> str:
         """The cookie value naming an identity session."""
         body = f"{session_id.hex}.{user_id.hex}"
-        mac = hmac.new(self._session, body.encode(), hashlib.sha256).digest()
-        return f"{body}.{_b64(mac)}"
+        return f"{body}.{_b64(_mac(self._sessions[0], body))}"
 
     def open_session(self, value: str | None) -> tuple[uuid.UUID, uuid.UUID] | None:
         """(session id, user id) from a cookie this platform signed, else None."""
@@ -96,9 +99,9 @@ class WebKeys:
         if len(parts) != 3:  # session id . user id . MAC
             return None
         body = f"{parts[0]}.{parts[1]}"
-        expected = hmac.new(self._session, body.encode(), hashlib.sha256).digest()
         try:
-            if not hmac.compare_digest(expected, _unb64(parts[2])):
+            presented = _unb64(parts[2])
+            if not _any_key_signed(self._sessions, body, presented):
                 return None
             return uuid.UUID(hex=parts[0]), uuid.UUID(hex=parts[1])
         except (ValueError, binascii.Error):
@@ -106,14 +109,36 @@ class WebKeys:
 
     def csrf_token(self, nonce: str, session_id: uuid.UUID | None) -> str:
         """The form token for a CSRF nonce, bound to the session (or to being signed out)."""
-        binding = session_id.hex if session_id is not None else "signed-out"
-        return _b64(hmac.new(self._csrf, f"{nonce}|{binding}".encode(), hashlib.sha256).digest())
+        return _b64(_mac(self._csrfs[0], _csrf_message(nonce, session_id)))
 
     def csrf_valid(self, nonce: str | None, session_id: uuid.UUID | None, token: object) -> bool:
-        """True when ``token`` is the one this nonce and session give."""
+        """True when ``token`` is the one this nonce and session give (under any live key)."""
         if not nonce or not isinstance(token, str) or not token:
             return False
-        return hmac.compare_digest(self.csrf_token(nonce, session_id), token)
+        try:
+            presented = _unb64(token)
+        except (ValueError, binascii.Error):
+            return False
+        return _any_key_signed(self._csrfs, _csrf_message(nonce, session_id), presented)
+
+
+def _derive(secret: bytes, purpose: bytes) -> bytes:
+    return hmac.new(secret, purpose, hashlib.sha256).digest()
+
+
+def _mac(key: bytes, message: str) -> bytes:
+    return hmac.new(key, message.encode(), hashlib.sha256).digest()
+
+
+def _csrf_message(nonce: str, session_id: uuid.UUID | None) -> str:
+    binding = session_id.hex if session_id is not None else "signed-out"
+    return f"{nonce}|{binding}"
+
+
+def _any_key_signed(keys: list[bytes], message: str, presented: bytes) -> bool:
+    # Every key is tried (no early exit), each compared in constant time.
+    matches = [hmac.compare_digest(_mac(key, message), presented) for key in keys]
+    return any(matches)
 
 
 def new_csrf_nonce() -> str:

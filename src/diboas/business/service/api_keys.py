@@ -1,10 +1,10 @@
-"""Organisation API keys: ``dbk_<prefix>_<secret>``, shown once, kept only as a keyed hash.
+"""Organisation API keys: ``dbk_<prefix>_<secret>``, shown once, kept only as a hash.
 
 The prefix (12 hex characters, public) finds the row in one index probe; the stored hash is
-HMAC-SHA256 of ``prefix.secret`` under a key derived from ``DIBOAS_SECRET_KEY`` (HKDF), and is
-compared in constant time. A database leak therefore yields no usable key, and without the
-server key the hashes cannot even be brute-forced offline. Rotating ``DIBOAS_SECRET_KEY``
-invalidates every API key (they must be issued again).
+SHA-256 of ``prefix.secret`` (domain-separated), compared in constant time. The secret is 256
+random bits, so a database leak yields no usable key: the hash can be neither reversed nor
+brute-forced. No server key is involved on purpose — rotating ``DIBOAS_SECRET_KEY`` leaves
+every API key working (an earlier HMAC under that key made a rotation revoke them all).
 """
 
 from __future__ import annotations
@@ -15,11 +15,8 @@ import secrets
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from hashlib import sha256
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from diboas.business import repository
@@ -46,17 +43,9 @@ SCOPES = frozenset(
 _KEY_FORMAT = re.compile(r"dbk_([0-9a-f]{12})_([A-Za-z0-9_-]{43})", re.ASCII)
 
 
-@lru_cache(maxsize=4)
-def _server_key(secret: str) -> bytes:
-    return HKDF(
-        algorithm=hashes.SHA256(), length=32, salt=b"diboas/business/v1", info=b"api-key-hmac"
-    ).derive(secret.encode())
-
-
-def key_hash(settings: Settings, prefix: str, secret: str) -> bytes:
-    """The stored form of a key: HMAC-SHA256 under the server key."""
-    server_key = _server_key(settings.secret_key.get_secret_value())
-    return hmac.new(server_key, f"{prefix}.{secret}".encode(), sha256).digest()
+def key_hash(prefix: str, secret: str) -> bytes:
+    """The stored form of a key: SHA-256 of ``prefix.secret``, under this purpose's label."""
+    return sha256(f"diboas/business/api-key/v2\x00{prefix}.{secret}".encode()).digest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +85,7 @@ async def create(
         organisation_id=organisation_id,
         name=name,
         prefix=prefix,
-        secret_hash=key_hash(settings, prefix, secret),
+        secret_hash=key_hash(prefix, secret),
         scopes=allowed,
         created_by=created_by,
     )
@@ -143,7 +132,7 @@ async def verify(session: AsyncSession, settings: Settings, presented: str) -> A
     key = await repository.api_key_by_prefix(session, prefix)
     expected = key.secret_hash if key is not None else bytes(32)
     # Compared in constant time, and computed even for an unknown prefix.
-    matches = hmac.compare_digest(key_hash(settings, prefix, secret), expected)
+    matches = hmac.compare_digest(key_hash(prefix, secret), expected)
     if key is None or not matches:
         raise InvalidApiKeyError("the API key is not valid")
     if key.revoked_at is not None:

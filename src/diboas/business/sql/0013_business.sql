@@ -42,7 +42,7 @@ CREATE CONSTRAINT TRIGGER organisation_members_keep_an_admin
     DEFERRABLE INITIALLY DEFERRED
     FOR EACH ROW EXECUTE FUNCTION business_keep_an_admin();
 
--- API keys: only an HMAC-SHA256 of the secret is kept (keyed from DIBOAS_SECRET_KEY); the
+-- API keys: only a hash of the secret is kept (business/service/api_keys.py says which); the
 -- prefix is public and finds the row in one probe.
 CREATE TABLE business_api_keys (
     id uuid PRIMARY KEY,
