@@ -17,13 +17,14 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from diboas.api.deps import DatabaseDep, SettingsDep
+from diboas.compliance import audit
 from diboas.fees.service import QuoteMismatchError
 from diboas.identity.dependencies import CurrentCaller, requires
 from diboas.investing import repository, schemas, trading
 from diboas.investing import tasks as _tasks  # noqa: F401 - registers the reconcile job
 from diboas.investing.repository import TradeQuote
-from diboas.investing.service import execution, portfolio, quotes, venues_for
-from diboas.investing.views import order_out, quote_out, scale_of, usd
+from diboas.investing.service import execution, funded, portfolio, quotes, venues_for
+from diboas.investing.views import funded_out, order_out, quote_out, scale_of, usd
 from diboas.kit.errors import DomainError, NotFoundError
 from diboas.kit.money import format_amount
 from diboas.ledger.idempotency import IdempotencyPolicy, run_idempotent
@@ -99,9 +100,10 @@ def _check_matches(body: schemas.OrderIn, quote: TradeQuote, trade: quotes.Trade
 @router.post(
     "/investing/orders",
     status_code=201,
-    response_model=schemas.OrderOut,
+    response_model=schemas.OrderOut | schemas.FundedOrderOut,
     dependencies=[requires(TRADE)],
-    summary="Buy or sell: at a quote's locked price, or quoted and executed at once",
+    summary="Buy or sell: at a quote's locked price, or quoted and executed at once; or buy "
+    "with a deposit made in the same request (funding)",
 )
 async def create_order(
     body: schemas.OrderIn,
@@ -118,6 +120,8 @@ async def create_order(
     quote_ids: list[uuid.UUID] = [] if body.quote_id is None else [body.quote_id]
 
     async def accept(session: AsyncSession) -> tuple[int, Any]:
+        if body.funding is not None:
+            return 201, await _accept_funded(session, body, request, caller, venues, trade)
         if not quote_ids:
             # Quoted in a transaction of its own, so that an ambiguous venue failure leaves a
             # quote (and its hold) to reconcile; made once even if this unit of work reruns.
@@ -174,6 +178,32 @@ async def create_order(
         content = {"error": {**content["error"], "request_id": request_id}}
     headers = {"Idempotent-Replayed": "true"} if replayed else None
     return JSONResponse(content, status_code=status_code, headers=headers)
+
+
+async def _accept_funded(
+    session: AsyncSession,
+    body: schemas.OrderIn,
+    request: Request,
+    caller: Any,
+    venues: Any,
+    trade: quotes.TradeRequest,
+) -> Any:
+    """A deposit-then-buy: priced now (the reference for its bound), accepted in this unit
+    of work, bought by ``investing.fund_buy`` once the deposit settles."""
+    settings = request.app.state.settings
+    assert body.funding is not None  # noqa: S101 - the caller checked
+    priced = await quotes.price_trade(venues, trade, max_age=quotes.max_data_age(settings))
+    slippage = body.max_slippage_bps
+    accepted = await funded.accept(
+        session,
+        settings,
+        user_id=caller.id,
+        priced=priced,
+        funding=body.funding,
+        slippage_bps=settings.investing_funded_max_slippage_bps if slippage is None else slippage,
+        context=audit.request_context(request, caller.user),
+    )
+    return funded_out(accepted).model_dump(mode="json")
 
 
 @router.get(

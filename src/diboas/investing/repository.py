@@ -88,17 +88,18 @@ _QUOTE_COLUMNS = "q.*, q.expires_at <= now() AS expired"
 
 
 async def insert_quote(session: AsyncSession, values: dict[str, Any]) -> TradeQuote:
-    """Store a quote (its expiry is also its hold's)."""
+    """Store a quote (its expiry is also its hold's; ``transaction_id`` set beforehand only
+    for a deposit-then-buy, whose transaction exists before its quote)."""
     row = (
         (
             await session.execute(
                 text(f"""
                     INSERT INTO investing_quotes AS q (id, user_id, side, asset, requested, quantity,
                         amount_usd, price, platform_fee, provider_fee, network_fee, total_fee,
-                        venue, route, hold_id, expires_at)
+                        venue, route, hold_id, expires_at, transaction_id)
                     VALUES (:id, :user_id, :side, :asset, :requested, :quantity, :amount_usd, :price,
                         :platform_fee, :provider_fee, :network_fee, :total_fee, :venue,
-                        CAST(:route AS jsonb), :hold_id, :expires_at)
+                        CAST(:route AS jsonb), :hold_id, :expires_at, :transaction_id)
                     RETURNING {_QUOTE_COLUMNS}
                 """),
                 {**values, "route": json.dumps(values["route"])},
@@ -130,10 +131,11 @@ async def get_quote(
 async def close_quote(
     session: AsyncSession, quote_id: uuid.UUID, status: str, transaction_id: uuid.UUID | None
 ) -> None:
-    """Mark a quote executed, expired or failed."""
+    """Mark a quote executed, expired or failed (a transaction it was made for stays)."""
     await session.execute(
         text("""UPDATE investing_quotes SET status = :status, closed_at = now(),
-                       transaction_id = :transaction_id WHERE id = :id"""),
+                       transaction_id = coalesce(:transaction_id, transaction_id)
+                 WHERE id = :id"""),
         {"id": quote_id, "status": status, "transaction_id": transaction_id},
     )
 
@@ -275,3 +277,47 @@ async def holdings_scale(session: AsyncSession, asset: str) -> int | None:
         await session.execute(text("SELECT scale FROM assets WHERE code = :code"), {"code": asset})
     ).scalar()
     return None if value is None else int(value)
+
+
+async def attach_quote(
+    session: AsyncSession,
+    transaction_id: uuid.UUID,
+    created_at: datetime,
+    *,
+    quote_id: uuid.UUID | None,
+    hold_id: uuid.UUID | None,
+) -> None:
+    """Point a deposit-then-buy transaction at the quote (and hold) now buying for it."""
+    await session.execute(
+        text("""UPDATE transactions SET quote_id = :quote_id, hold_id = :hold_id, updated_at = now()
+                 WHERE id = :id AND created_at = :created_at"""),
+        {"id": transaction_id, "created_at": created_at, "quote_id": quote_id, "hold_id": hold_id},
+    )
+
+
+async def record_fill(
+    session: AsyncSession,
+    transaction_id: uuid.UUID,
+    created_at: datetime,
+    *,
+    fee: Decimal,
+    provider: str,
+    description: str,
+    metadata: dict[str, Any],
+) -> None:
+    """A deposit-then-buy transaction's figures once its buy has filled: the fee charged
+    (never above the one accepted), the venue, and the order's details (merged in)."""
+    await session.execute(
+        text("""UPDATE transactions
+                   SET fee = :fee, provider = :provider, description = :description,
+                       metadata = metadata || CAST(:metadata AS jsonb), updated_at = now()
+                 WHERE id = :id AND created_at = :created_at"""),
+        {
+            "id": transaction_id,
+            "created_at": created_at,
+            "fee": fee,
+            "provider": provider,
+            "description": description,
+            "metadata": json.dumps(metadata),
+        },
+    )

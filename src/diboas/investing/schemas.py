@@ -8,6 +8,7 @@ from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, Field, Strict, StringConstraints, model_validator
 
+from diboas.defi.schemas import FundingIn
 from diboas.kit.schemas import StrictModel
 
 Id = Annotated[uuid.UUID, Strict(False)]
@@ -41,13 +42,19 @@ class QuoteIn(TradeIn):
 
 class OrderIn(StrictModel):
     """Place an order: either present a ``quote_id`` (its locked price and fee are used), or
-    describe the trade (it is quoted and executed at once)."""
+    describe the trade (it is quoted and executed at once). With ``funding``, a buy by
+    ``amount_usd`` is paid by a card or ACH deposit made in the same request: the buy happens
+    once the deposit settles, at a price at most ``max_slippage_bps`` above the one quoted
+    now (default ``DIBOAS_INVESTING_FUNDED_MAX_SLIPPAGE_BPS``) and a fee no higher than
+    stated — or not at all, the deposit staying in the banking balance."""
 
     side: Side
     asset: AssetCode
     amount_usd: Amount | None = None
     quantity: Amount | None = None
     quote_id: Id | None = None
+    funding: FundingIn | None = None
+    max_slippage_bps: Annotated[int, Field(ge=0, le=1000)] | None = None
 
     @model_validator(mode="after")
     def _one_size(self) -> Self:
@@ -55,6 +62,12 @@ class OrderIn(StrictModel):
             raise ValueError("give exactly one of amount_usd or quantity")
         if self.side == "sell" and self.amount_usd is not None:
             raise ValueError("a sell is by quantity")
+        if self.funding is not None and (self.side != "buy" or self.amount_usd is None):
+            raise ValueError("a funded order is a buy by amount_usd")
+        if self.funding is not None and self.quote_id is not None:
+            raise ValueError("a funded order is quoted when its deposit settles, not before")
+        if self.max_slippage_bps is not None and self.funding is None:
+            raise ValueError("max_slippage_bps is for a funded order")
         return self
 
 
@@ -127,6 +140,28 @@ class OrderOut(BaseModel):
     total_usd: str
     venue: str
     route: RouteOut
+    created_at: datetime
+
+
+class FundedOrderOut(BaseModel):
+    """A deposit-then-buy as accepted: ``id`` is the buy's transaction (poll it at
+    ``/api/v1/transactions/{id}``: pending until the deposit settles and the buy is made —
+    completed — or refused — failed, its reason saying the deposit stays in the banking
+    balance). ``fee`` is the most the buy will cost in fees, in USD."""
+
+    id: uuid.UUID
+    status: str
+    type: str
+    asset: str
+    amount_usd: str
+    fee: str
+    fee_breakdown: FeeOut
+    reference_price: str
+    max_price: str
+    max_slippage_bps: int
+    estimated_quantity: str
+    funding_transaction_id: uuid.UUID
+    deposit_amount: str
     created_at: datetime
 
 

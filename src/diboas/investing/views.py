@@ -6,6 +6,7 @@ from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from diboas.banking.repository import Transaction
 from diboas.investing import repository, schemas
 from diboas.investing.repository import Order, TradeQuote
 from diboas.kit.money import format_amount
@@ -92,3 +93,27 @@ def order_out(order: Order, quote: TradeQuote, scale: int) -> schemas.OrderOut:
 async def scale_of(session: AsyncSession, asset: str) -> int:
     """The scale an asset's quantities are shown with."""
     return (await repository.holdings_scale(session, asset)) or 8
+
+
+def funded_out(transaction: Transaction) -> schemas.FundedOrderOut:
+    """A deposit-then-buy as accepted (its terms are in the transaction's metadata)."""
+    meta = transaction.metadata
+    fee = meta["fee"]
+    return schemas.FundedOrderOut(
+        id=transaction.id,
+        status=transaction.status,
+        type=transaction.type,
+        asset=str(meta["asset"]),
+        amount_usd=usd(transaction.amount),
+        fee=usd(transaction.fee),
+        fee_breakdown=schemas.FeeOut(
+            **{part: usd(Decimal(fee[part])) for part in ("platform", "provider", "network")}
+        ),
+        reference_price=usd(Decimal(meta["reference_price"])),
+        max_price=usd(Decimal(meta["max_price"])),
+        max_slippage_bps=int(meta["max_slippage_bps"]),
+        estimated_quantity=str(meta["estimated_quantity"]),
+        funding_transaction_id=meta["funding_transaction_id"],
+        deposit_amount=usd(Decimal(meta["funding_amount"])),
+        created_at=transaction.created_at,
+    )

@@ -45,6 +45,13 @@ class UnsupportedAssetError(DomainError):
     code = "unsupported_asset"
 
 
+class FeeIncreasedError(DomainError):
+    """The trade's fee now is higher than the one the customer accepted."""
+
+    status_code = 409
+    code = "fee_increased"
+
+
 class AmountTooSmallError(DomainError):
     """The trade is smaller than its fee, or than one lot."""
 
@@ -128,10 +135,8 @@ async def price_trade(
     return PricedTrade(request, route, request.quantity, chosen.cost)
 
 
-async def lock_quote(
-    session: AsyncSession, settings: Settings, *, user: User, priced: PricedTrade
-) -> TradeQuote:
-    """Fee the trade, hold the money (or the asset) and store the quote."""
+def ensure_may_trade(settings: Settings, user: User) -> None:
+    """Trading moves money: a verified email where the platform requires it, KYC tier 1+."""
     if settings.email_verification_required and user.email_verified_at is None:
         raise EmailVerificationRequiredError("verify your email address before trading")
     if user.kyc_tier < 1:
@@ -139,17 +144,56 @@ async def lock_quote(
             "complete identity verification (KYC) before trading",
             details={"kyc_tier": user.kyc_tier},
         )
-    request = priced.request
-    platform = await fees.compute(
+
+
+@dataclass(frozen=True, slots=True)
+class TradeFee:
+    """A trade's fee in USD: the schedule's platform (and network) share and the venue's."""
+
+    platform: Decimal
+    provider: Decimal
+    network: Decimal
+
+    @property
+    def total(self) -> Decimal:
+        return self.platform + self.provider + self.network
+
+
+async def trade_fee(session: AsyncSession, user: User, priced: PricedTrade) -> TradeFee:
+    """The fee of a priced trade: the schedule's for the side, plus the chosen venue's."""
+    schedule = await fees.compute(
         session,
-        operation=request.side.value,
+        operation=priced.request.side.value,
         amount=priced.amount_usd,
         currency=USD,
         tier=user.kyc_tier,
         provider=priced.route.chosen.venue,
     )
     provider_fee = priced.route.chosen.fee.quantize(USD_CENT, rounding=ROUND_UP)
-    total_fee = platform.platform + platform.network + provider_fee
+    return TradeFee(schedule.platform, provider_fee, schedule.network)
+
+
+async def lock_quote(
+    session: AsyncSession,
+    settings: Settings,
+    *,
+    user: User,
+    priced: PricedTrade,
+    max_fee: Decimal | None = None,
+    transaction_id: uuid.UUID | None = None,
+) -> TradeQuote:
+    """Fee the trade, hold the money (or the asset) and store the quote. ``max_fee``: refuse
+    (``fee_increased``) a fee above what the customer accepted; ``transaction_id``: the
+    transaction the trade settles (a deposit-then-buy made it when it was accepted)."""
+    ensure_may_trade(settings, user)
+    request = priced.request
+    fee = await trade_fee(session, user, priced)
+    total_fee = fee.total
+    if max_fee is not None and total_fee > max_fee:
+        raise FeeIncreasedError(
+            "the trade's fee is now higher than the one accepted",
+            details={"fee": str(total_fee), "accepted_fee": str(max_fee)},
+        )
     if request.side is Side.SELL and total_fee >= priced.amount_usd:
         raise AmountTooSmallError(
             "the fee would take the whole sale",
@@ -189,14 +233,15 @@ async def lock_quote(
         "quantity": priced.quantity,
         "amount_usd": priced.amount_usd,
         "price": (priced.amount_usd / priced.quantity).quantize(LOT),
-        "platform_fee": platform.platform,
-        "provider_fee": provider_fee,
-        "network_fee": platform.network,
+        "platform_fee": fee.platform,
+        "provider_fee": fee.provider,
+        "network_fee": fee.network,
         "total_fee": total_fee,
         "venue": priced.route.chosen.venue,
         "route": priced.route.as_dict(),
         "hold_id": hold.id,
         "expires_at": expires_at,
+        "transaction_id": transaction_id,
     }
     return await repository.insert_quote(session, values)
 

@@ -18,9 +18,11 @@ from __future__ import annotations
 import random
 import uuid
 from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from diboas.banking import repository as transactions
 from diboas.banking.repository import NewTransaction, insert_transactions
 from diboas.fees.service import FEE_SHARDS
 from diboas.identity.repository import User
@@ -31,6 +33,8 @@ from diboas.kit.ids import uuid7
 from diboas.ledger import holds
 from diboas.ledger import service as ledger
 from diboas.ledger.models import Account, AccountKind, Domain, OwnerType
+from diboas.orchestration import saga
+from diboas.orchestration.saga import SagaState
 from diboas.providers.exchange import ExchangeOrder
 
 Postings = list[tuple[Account, Decimal]]
@@ -162,6 +166,40 @@ async def _consume_lots(
         )
 
 
+async def _complete_funded(
+    session: AsyncSession,
+    quote: TradeQuote,
+    venue: str,
+    description: str,
+    details: dict[str, Any],
+) -> None:
+    assert quote.transaction_id is not None  # noqa: S101 - checked by the caller
+    transaction = await transactions.get_transaction(session, quote.transaction_id, lock=True)
+    if transaction is None:  # pragma: no cover - written before its quote
+        raise LookupError(f"transaction {quote.transaction_id} vanished")
+    await repository.record_fill(
+        session,
+        transaction.id,
+        transaction.created_at,
+        fee=quote.total_fee,
+        provider=venue,
+        description=description,
+        metadata=details,
+    )
+    await transactions.set_status(session, transaction, "completed", provider=venue)
+    await saga.advance(
+        session,
+        transaction.id,
+        transaction.created_at,
+        transaction.saga_state,
+        SagaState.SETTLED,
+        order_id=details["order_id"],
+        quantity=details["quantity"],
+        price=details["price"],
+        venue=venue,
+    )
+
+
 def _cents(value: Decimal) -> Decimal:
     return value.quantize(Decimal("0.01"), rounding=ROUND_HALF_EVEN)
 
@@ -169,8 +207,9 @@ def _cents(value: Decimal) -> Decimal:
 async def settle(
     session: AsyncSession, user: User, quote: TradeQuote, fill: ExchangeOrder
 ) -> Order:
-    """Post the trade, record order, lots and transaction, and close the quote."""
-    transaction_id = uuid7()
+    """Post the trade, record order, lots and transaction, and close the quote. A quote made
+    for a deposit-then-buy completes that transaction (and its saga) instead of writing one."""
+    transaction_id = quote.transaction_id or uuid7()
     order_id = uuid7()
     reference = f"txn:{transaction_id}"
     if quote.side == "buy":
@@ -209,37 +248,42 @@ async def settle(
         )
     else:
         await _consume_lots(session, user, quote, order_id)
-    await insert_transactions(
-        session,
-        [
-            NewTransaction(
-                id=transaction_id,
-                user_id=user.id,
-                type=quote.side,
-                status="completed",
-                domain="investing",
-                asset=USD,
-                amount=quote.amount_usd,
-                fee=quote.total_fee,
-                provider=fill.exchange,
-                hold_id=quote.hold_id,
-                quote_id=quote.id,
-                description=f"{quote.side} {quote.quantity.normalize():f} {quote.asset}",
-                metadata={
-                    "fee": {
-                        "platform": str(quote.platform_fee),
-                        "provider": str(quote.provider_fee),
-                        "network": str(quote.network_fee),
-                        "provider_name": fill.exchange,
-                    },
-                    "order_id": str(order_id),
-                    "asset": quote.asset,
-                    "quantity": str(quote.quantity),
-                    "price": str(quote.price),
-                },
-            )
-        ],
-    )
+    details = {
+        "fee": {
+            "platform": str(quote.platform_fee),
+            "provider": str(quote.provider_fee),
+            "network": str(quote.network_fee),
+            "provider_name": fill.exchange,
+        },
+        "order_id": str(order_id),
+        "asset": quote.asset,
+        "quantity": str(quote.quantity),
+        "price": str(quote.price),
+    }
+    description = f"{quote.side} {quote.quantity.normalize():f} {quote.asset}"
+    if quote.transaction_id is not None:
+        await _complete_funded(session, quote, fill.exchange, description, details)
+    else:
+        await insert_transactions(
+            session,
+            [
+                NewTransaction(
+                    id=transaction_id,
+                    user_id=user.id,
+                    type=quote.side,
+                    status="completed",
+                    domain="investing",
+                    asset=USD,
+                    amount=quote.amount_usd,
+                    fee=quote.total_fee,
+                    provider=fill.exchange,
+                    hold_id=quote.hold_id,
+                    quote_id=quote.id,
+                    description=description,
+                    metadata=details,
+                )
+            ],
+        )
     await repository.close_quote(session, quote.id, "executed", transaction_id)
     order = await repository.get_order(session, order_id, user_id=user.id)
     assert order is not None  # noqa: S101 - inserted just above
