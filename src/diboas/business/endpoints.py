@@ -20,7 +20,7 @@ from diboas.api.deps import DatabaseDep, SettingsDep
 from diboas.balances import service as balances
 from diboas.balances.schemas import BalancesOut
 from diboas.banking.repository import Transaction
-from diboas.business import schemas
+from diboas.business import schemas, treasury_defi
 from diboas.business.access import (
     LEAVE,
     MANAGE,
@@ -37,6 +37,7 @@ from diboas.business.endpoints_common import IdempotencyKey
 from diboas.business.payout_endpoints import router as payout_router
 from diboas.business.repository import Member, Organisation
 from diboas.business.service import allowlist, organisations
+from diboas.business.treasury_defi_endpoints import router as treasury_defi_router
 from diboas.compliance import audit, limits
 from diboas.identity.dependencies import CurrentCaller, requires
 from diboas.kit.money import format_amount
@@ -195,15 +196,16 @@ async def leave_organisation(
 
 @router.get(
     "/organisations/{organisation_id}/treasury",
-    summary="The treasury's balances by domain and asset, valued in USD",
+    summary="The treasury's balances by domain and asset, valued in USD, and its DeFi now",
 )
 async def get_treasury(
     principal: TreasuryReader,
+    request: Request,
     db: DatabaseDep,
     prices: PricesDep,
     response: Response,
     as_of: AsOfQuery = None,
-) -> BalancesOut:
+) -> schemas.TreasuryOut:
     response.headers["Cache-Control"] = "no-store"
     at = parse_as_of(as_of)
     snap = await db.run(
@@ -212,7 +214,10 @@ async def get_treasury(
         )
     )
     _, quotes = await prices.prices_for(balances.assets_to_price(snap), at)
-    return BalancesOut.of(balances.value(snap, quotes))
+    sheet = BalancesOut.of(balances.value(snap, quotes))
+    # The positions valued at the vault now (the ledger's defi domain holds their booked value).
+    defi = await treasury_defi.summary(db, request.app.state.services, principal)
+    return schemas.TreasuryOut.model_validate({**sheet.model_dump(), "defi": defi})
 
 
 def _funding_out(transaction: Transaction, organisation_id: uuid.UUID) -> dict[str, Any]:
@@ -284,3 +289,4 @@ async def fund_treasury(
 
 router.include_router(credential_router)
 router.include_router(payout_router)
+router.include_router(treasury_defi_router)

@@ -8,7 +8,10 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, EmailStr, Field
 
+from diboas.balances.schemas import BalancesOut
 from diboas.banking.schemas import Amount, Currency
+from diboas.defi.schemas import Amount as DefiAmount
+from diboas.defi.schemas import PositionOut, StrategyId
 from diboas.kit.schemas import StrictModel, Text
 
 OrgRoleName = Literal["admin", "member", "viewer"]
@@ -209,3 +212,44 @@ class AuditPageOut(BaseModel):
 
     items: list[AuditEntryOut]
     next_before: int | None
+
+
+# --- the treasury's DeFi ---------------------------------------------------------------------
+
+
+class TreasuryInvestIn(StrictModel):
+    """Invest ``amount`` USD of the treasury into a strategy (amount + fee + gas are held from
+    the treasury). A strategy riskier than the organisation's risk profile needs
+    ``acknowledge_risk: true``."""
+
+    strategy_id: StrategyId
+    amount: DefiAmount
+    acknowledge_risk: bool = False
+
+
+class TreasuryDefiOut(BaseModel):
+    """The treasury's live DeFi positions in USD (each rounded to the cent, then summed):
+    their value at the vault's share price now, the principal still in, and the yield
+    accrued on the open ones (value over principal; booked in the ledger's ``defi`` domain by
+    the periodic accrual, so ``domains.defi`` follows it)."""
+
+    value_usd: str
+    principal_usd: str
+    accrued_yield_usd: str
+    live_positions: int
+
+
+class TreasuryOut(BalancesOut):
+    """The treasury's balances by domain and asset (as ``/api/v1/balances``), and ``defi``:
+    its DeFi positions valued now (always now, also with ``as_of``)."""
+
+    defi: TreasuryDefiOut
+
+
+class TreasuryPositionsOut(BaseModel):
+    """The treasury's DeFi positions, newest first, valued now; ``totals`` over the live
+    ones."""
+
+    items: list[PositionOut]
+    total_value_usd: str
+    totals: TreasuryDefiOut

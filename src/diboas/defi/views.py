@@ -3,6 +3,7 @@ now, in the strategy's asset and in USD)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
@@ -45,23 +46,60 @@ def movement_out(accepted: Accepted) -> schemas.MovementOut:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Totals:
+    """Live positions (not closed or failed) in USD, each part rounded half-even to the cent
+    and summed as shown: their value now, the principal still in, and the yield accrued on
+    the open ones (value over principal)."""
+
+    value_usd: Decimal
+    principal_usd: Decimal
+    accrued_yield_usd: Decimal
+    live_positions: int
+
+
+_LIVE = ("funding", "pending", "batched", "open")
+
+
+def _cents(value: Decimal) -> Decimal:
+    return value.quantize(_CENT, rounding=ROUND_HALF_EVEN)
+
+
 async def positions_out(
     services: dict[str, Any],
     settings: Settings,
     positions: list[Position],
     strategies: dict[str, Strategy],
 ) -> schemas.PositionsOut:
+    """Positions valued at the vault's share price now (the vault read here: call it outside
+    any transaction), newest first as given, with their total value in USD."""
+    out, _ = await positions_with_totals(services, settings, positions, strategies)
+    return out
+
+
+async def positions_with_totals(
+    services: dict[str, Any],
+    settings: Settings,
+    positions: list[Position],
+    strategies: dict[str, Strategy],
+) -> tuple[schemas.PositionsOut, Totals]:
+    """``positions_out`` and the live positions' ``Totals``."""
     vaults = vaults_for(services, settings)
     _, prices = await prices_for(services).prices_for({s.asset for s in strategies.values()})
     items, total = [], Decimal(0)
+    principal_usd, yield_usd, live = Decimal(0), Decimal(0), 0
     for position in positions:
         strategy = strategies[position.strategy_id]
         valued = valuation.Valued(
             position, await read_vault(valuation.value_of(vaults.get(strategy.vault), position))
         )
-        worth = (valued.value * prices[strategy.asset]).quantize(_CENT, rounding=ROUND_HALF_EVEN)
-        if position.status in ("funding", "pending", "batched", "open"):
+        price = prices[strategy.asset]
+        worth = _cents(valued.value * price)
+        if position.status in _LIVE:
             total += worth
+            principal_usd += _cents(position.principal * price)
+            yield_usd += _cents(valued.accrued_yield * price)
+            live += 1
         scale = strategy.scale
         items.append(
             schemas.PositionOut(
@@ -80,4 +118,5 @@ async def positions_out(
                 created_at=position.created_at,
             )
         )
-    return schemas.PositionsOut(items=items, total_value_usd=_usd(total))
+    totals = Totals(total, principal_usd, yield_usd, live)
+    return schemas.PositionsOut(items=items, total_value_usd=_usd(total)), totals
