@@ -21,7 +21,11 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from prometheus_client import REGISTRY
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from diboas.banking.schemas import TransactionOut
+from diboas.banking.service import history
+from diboas.banking.service.common import transaction_out
 from diboas.chain import repository, wallets
 from diboas.chain import watcher as watcher_module
 from diboas.chain.anvil import AnvilNode
@@ -36,7 +40,7 @@ from diboas.ledger.models import Domain, OwnerType
 from diboas.providers.chain_web3 import Web3Chain
 from diboas.settings import Settings
 from tests.chain.fixtures import all_abis, dev_account, start_anvil
-from tests.chain.helpers import mint_usdc, send_usdc
+from tests.chain.helpers import mint_usdc, new_user_id, send_usdc
 
 CONFIRMATIONS = 3
 SETTINGS = Settings()
@@ -73,12 +77,21 @@ class World:
         )
 
     async def new_user(self, chain_id: int) -> tuple[uuid.UUID, Wallet]:
-        user = uuid.uuid4()
+        user = await new_user_id(self.sessions)
         wallet = await run_in_transaction(
             self.sessions,
             lambda s: wallets.deposit_wallet(s, SETTINGS, chain_id=chain_id, owner_id=user),
         )
         return user, wallet
+
+    async def history(self, user: uuid.UUID) -> list[TransactionOut]:
+        """The user's transaction history as the API serialises it."""
+
+        async def read(session: AsyncSession) -> list[TransactionOut]:
+            found = await history.page(session, user_id=user, limit=100)
+            return [transaction_out(t) for t in found.items]
+
+        return await run_in_transaction(self.sessions, read)
 
     async def balance(self, user: uuid.UUID, asset: str = "USDC") -> Decimal:
         async def read(session: object) -> Decimal:
@@ -116,16 +129,29 @@ async def test_deposit_is_credited_only_after_n_confirmations(world: World) -> N
     chain_id = new_chain_id()
     watcher = await world.watcher(chain_id)
     user, wallet = await world.new_user(chain_id)
-    await mint_usdc(world.chain, world.minter, world.usdc, wallet.address, 25_500_000)
+    receipt = await mint_usdc(world.chain, world.minter, world.usdc, wallet.address, 25_500_000)
 
     first = await watcher.scan(world.sessions)  # 1 confirmation
     assert (first.seen, first.credited, first.waiting) == (1, [], 1)
+    # In the history at once, pending, with its transaction and confirmations so far.
+    [pending] = await world.history(user)
+    assert (pending.type, pending.status, pending.domain) == ("crypto_deposit", "pending", "defi")
+    assert (pending.currency, pending.amount, pending.fee) == ("USDC", "25.500000", "0.000000")
+    assert pending.chain is not None
+    assert pending.chain.tx_hash == receipt.tx_hash.lower() and pending.chain.chain_id == chain_id
+    assert (pending.chain.confirmations, pending.chain.required_confirmations) == (1, 3)
+    assert pending.chain.block_number == receipt.block_number
     await world.mine()
     assert (await watcher.scan(world.sessions)).credited == []  # 2 confirmations
     assert await world.balance(user) == 0
+    [still] = await world.history(user)
+    assert (still.id, still.status, still.chain.confirmations) == (pending.id, "pending", 2)  # type: ignore[union-attr]
     await world.mine()
     third = await watcher.scan(world.sessions)  # 3 confirmations
     assert len(third.credited) == 1
+    [done] = await world.history(user)
+    assert (done.id, done.status, done.chain.confirmations) == (pending.id, "completed", 3)  # type: ignore[union-attr]
+    assert done.chain.chain_status == "credited" and done.completed_at is not None  # type: ignore[union-attr]
     labels = {"chain": str(chain_id)}
     assert REGISTRY.get_sample_value("diboas_chain_scanned_block", labels) == third.head
     assert (
@@ -138,6 +164,7 @@ async def test_deposit_is_credited_only_after_n_confirmations(world: World) -> N
     again = await watcher.scan(world.sessions)  # the same transfer, seen in the window again
     assert again.credited == []
     assert await world.balance(user) == Decimal("25.5")
+    assert [t.id for t in await world.history(user)] == [pending.id]
 
 
 async def test_ether_sent_to_a_deposit_address_is_credited(world: World) -> None:
@@ -149,6 +176,9 @@ async def test_ether_sent_to_a_deposit_address_is_credited(world: World) -> None
     report = await watcher.scan(world.sessions)
     assert len(report.credited) == 1
     assert await world.balance(user, "ETH") == Decimal("0.3")
+    [row] = await world.history(user)
+    assert (row.currency, row.amount, row.status) == ("ETH", "0.300000000000000000", "completed")
+    assert row.chain is not None and row.chain.log_index == -1
 
 
 async def test_transfers_elsewhere_and_zero_transfers_are_ignored(world: World) -> None:
@@ -161,6 +191,7 @@ async def test_transfers_elsewhere_and_zero_transfers_are_ignored(world: World) 
     report = await watcher.scan(world.sessions)
     assert (report.seen, report.credited) == (0, [])
     assert await world.balance(user) == 0
+    assert await world.history(user) == []
 
 
 async def test_a_transfer_removed_by_a_reorg_is_never_credited(world: World) -> None:
@@ -184,6 +215,10 @@ async def test_a_transfer_removed_by_a_reorg_is_never_credited(world: World) -> 
         world.sessions, lambda s: repository.deposits_for_wallet(s, wallet.id)
     )
     assert [r.status for r in rows] == ["orphaned"]
+    # In the history it stays pending (the chain may mine it again), saying it was removed.
+    [row] = await world.history(user)
+    assert row.status == "pending" and row.chain is not None
+    assert (row.chain.chain_status, row.chain.confirmations) == ("orphaned", 0)
 
 
 async def test_a_transfer_mined_again_after_a_reorg_is_credited_once(world: World) -> None:
@@ -214,6 +249,8 @@ async def test_a_transfer_mined_again_after_a_reorg_is_credited_once(world: Worl
     first = await watcher.scan(world.sessions)
     assert (first.seen, first.credited) == (1, [])
     first_block = (await world.chain.receipt(tx_hash)).block_hash  # type: ignore[union-attr]
+    [before] = await world.history(user)
+    assert before.status == "pending" and before.chain.confirmations == 2  # type: ignore[union-attr]
 
     assert await world.rpc("evm_revert", snapshot) is True
     world.chain.forget_nonces()
@@ -231,6 +268,10 @@ async def test_a_transfer_mined_again_after_a_reorg_is_credited_once(world: Worl
         world.sessions, lambda s: repository.deposits_for_wallet(s, wallet.id)
     )
     assert [(r.status, r.block_hash) for r in rows] == [("credited", again.block_hash)]
+    # One history row, the same one, now completed in the block the transfer is in.
+    [after] = await world.history(user)
+    assert (after.id, after.status) == (before.id, "completed")
+    assert after.chain is not None and after.chain.block_number == again.block_number
 
 
 async def test_two_watchers_at_once_credit_once(world: World) -> None:
@@ -247,6 +288,7 @@ async def test_two_watchers_at_once_credit_once(world: World) -> None:
     assert sum(len(r.credited) for r in reports) == 3
     for user, _ in users:
         assert await world.balance(user) == Decimal("1")
+        assert [t.status for t in await world.history(user)] == ["completed"]
 
 
 async def test_a_credited_deposit_cannot_be_changed(world: World) -> None:

@@ -3,7 +3,6 @@ worker's periodic deposit scan credits deposits on the configured chain."""
 
 from __future__ import annotations
 
-import uuid
 from decimal import Decimal
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from diboas.providers.chain_web3 import Web3Chain
 from diboas.providers.defi import SandboxSwap, SandboxVault
 from diboas.providers.defi_onchain import Erc4626Vault
 from diboas.settings import Settings
-from tests.chain.helpers import mint_usdc
+from tests.chain.helpers import mint_usdc, new_user_id
 
 
 def test_without_a_chain_the_sandbox_protocols_serve(tmp_path: Path) -> None:
@@ -77,7 +76,7 @@ async def test_the_workers_periodic_scan_credits_deposits(
         chain_watch_from_block=await chain.block_number() + 1,
     )
     chain_id = await chain.chain_id()
-    user = uuid.uuid4()
+    user = await new_user_id(sessions)
     wallet = await run_in_transaction(
         sessions, lambda s: wallets.deposit_wallet(s, settings, chain_id=chain_id, owner_id=user)
     )

@@ -25,6 +25,7 @@ TransactionType = Literal[
     "defi_deposit",
     "defi_withdraw",
     "reversal",
+    "crypto_deposit",
 ]
 TransactionStatus = Literal["pending", "processing", "completed", "failed", "reversed"]
 DepositMethod = Literal["card", "ach"]
@@ -116,6 +117,20 @@ class SagaStepOut(BaseModel):
     detail: dict[str, Any]
 
 
+class ChainDepositOut(BaseModel):
+    """Where a crypto deposit is on chain: credited once ``confirmations`` reaches
+    ``required_confirmations``; ``chain_status`` seen, credited or orphaned (removed by a
+    reorganisation; it may be mined again)."""
+
+    chain_id: int
+    tx_hash: str
+    log_index: int
+    block_number: int
+    confirmations: int
+    required_confirmations: int
+    chain_status: str
+
+
 class TransactionOut(BaseModel):
     """A money movement as its owner sees it; poll it at ``/api/v1/transactions/{id}``."""
 
@@ -143,6 +158,9 @@ class TransactionOut(BaseModel):
     )
     steps: list[SagaStepOut] | None = Field(
         default=None, description="Every step of the saga, oldest first (single reads only)"
+    )
+    chain: ChainDepositOut | None = Field(
+        default=None, description="A crypto deposit's transaction on chain and confirmations"
     )
 
 

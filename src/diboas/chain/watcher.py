@@ -16,6 +16,10 @@ One scan:
    ledger entry (platform external account → the owner's account) carries the deposit as its
    reference, and the row becomes 'credited' (final: a trigger refuses any change after).
 
+Each step also keeps the user's ``crypto_deposit`` history row (``watcher_history``): pending
+with its confirmations while it waits, completed when credited, one row per deposit however
+often a reorganisation moves it.
+
 Delivery is idempotent by (chain, tx hash, log index) and the row lock, so two watchers, or a
 scan run twice, credit once. A reorganisation deeper than ``confirmations`` is outside what
 this guards (choose the setting by the chain's finality).
@@ -33,6 +37,7 @@ from prometheus_client import Counter, Gauge
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from diboas.chain import repository
+from diboas.chain import watcher_history as history
 from diboas.chain.repository import DepositRow
 from diboas.db.engine import SessionFactory
 from diboas.db.transactions import run_in_transaction
@@ -169,6 +174,15 @@ class DepositWatcher:
                     block_number=transfer.block_number,
                     block_hash=transfer.block_hash,
                 )
+                await history.seen(
+                    session,
+                    chain_id=self.chain_id,
+                    tx_hash=transfer.tx_hash,
+                    log_index=transfer.log_index,
+                    wallet=wallet,
+                    domain=self.domain.value,
+                    required=self.confirmations,
+                )
 
         if found:
             await run_in_transaction(sessions, record)
@@ -183,6 +197,10 @@ class DepositWatcher:
 
     async def _settle(self, sessions: SessionFactory, head: int, report: ScanReport) -> None:
         confirmed_up_to = head - self.confirmations + 1
+        await run_in_transaction(
+            sessions,
+            lambda s: history.refresh_confirmations(s, self.chain_id, head, self.confirmations),
+        )
         open_ = await run_in_transaction(
             sessions, lambda s: repository.open_deposits(s, self.chain_id, up_to_block=head)
         )
@@ -196,7 +214,7 @@ class DepositWatcher:
                 report.orphaned.append(deposit.id)
                 log.warning("chain deposit vanished", tx_hash=deposit.tx_hash, id=deposit.id)
             elif outcome == "confirmed" and await run_in_transaction(
-                sessions, self._crediter(deposit)
+                sessions, self._crediter(deposit, head)
             ):
                 report.credited.append(deposit.id)
             else:
@@ -217,9 +235,11 @@ class DepositWatcher:
             return "orphaned"  # the transaction failed: nothing arrived
         return "confirmed" if self._still_there(deposit, receipt) else "orphaned"
 
-    def _crediter(self, deposit: DepositRow) -> Callable[[AsyncSession], Awaitable[bool]]:
+    def _crediter(
+        self, deposit: DepositRow, head: int
+    ) -> Callable[[AsyncSession], Awaitable[bool]]:
         async def credit(session: AsyncSession) -> bool:
-            return await self._credit(session, deposit)
+            return await self._credit(session, deposit, head)
 
         return credit
 
@@ -243,7 +263,7 @@ class DepositWatcher:
             )
         return False
 
-    async def _credit(self, session: AsyncSession, deposit: DepositRow) -> bool:
+    async def _credit(self, session: AsyncSession, deposit: DepositRow, head: int) -> bool:
         current = await repository.lock_deposit(session, deposit.id)
         if current.status != "seen" or current.block_hash != deposit.block_hash:
             return False  # credited by another run, or moved since it was checked
@@ -258,13 +278,14 @@ class DepositWatcher:
         external = await ledger.platform_account(
             session, asset=current.asset, kind=AccountKind.EXTERNAL
         )
+        reference = f"chain:{self.chain_id}:{current.tx_hash}:{current.log_index}"
         entry = await ledger.transfer(
             session,
             source=external,
             destination=account,
             amount=current.amount,
             kind="chain.deposit",
-            reference=f"chain:{self.chain_id}:{current.tx_hash}:{current.log_index}",
+            reference=reference,
             metadata={
                 "chain_id": self.chain_id,
                 "tx_hash": current.tx_hash,
@@ -273,6 +294,16 @@ class DepositWatcher:
                 "deposit_id": current.id,
                 "wallet_id": str(current.wallet_id),
             },
+        )
+        # The history row completes in this transaction, before the deposit row turns final.
+        await history.credited(
+            session,
+            current,
+            owner,
+            domain=self.domain.value,
+            required=self.confirmations,
+            confirmations=head - current.block_number + 1,
+            entry_reference=reference,
         )
         await repository.mark_credited(
             session, current.id, entry_id=entry.id, entry_created_at=entry.created_at
@@ -286,5 +317,6 @@ def _orphaner(deposit_id: int) -> Callable[[AsyncSession], Awaitable[None]]:
         current = await repository.lock_deposit(session, deposit_id)
         if current.status == "seen":
             await repository.mark_orphaned(session, deposit_id)
+            await history.orphaned(session, deposit_id)
 
     return orphan

@@ -14,7 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from diboas.banking import repository
 from diboas.banking.errors import BankAccountNotFoundError, UnsupportedCurrencyError
 from diboas.banking.repository import BankAccount, Transaction
-from diboas.banking.schemas import BankAccountOut, SagaStepOut, TransactionOut
+from diboas.banking.schemas import (
+    BankAccountOut,
+    ChainDepositOut,
+    SagaStepOut,
+    TransactionOut,
+)
 from diboas.fees.service import FeeBreakdown
 from diboas.identity import repository as users
 from diboas.identity.repository import User
@@ -149,7 +154,17 @@ def transaction_out(
         created_at=transaction.created_at,
         updated_at=transaction.updated_at,
         completed_at=transaction.completed_at,
+        chain=_chain(transaction),
     )
+
+
+def _chain(transaction: Transaction) -> ChainDepositOut | None:
+    """A crypto deposit's chain details (kept in its metadata by the deposit watcher)."""
+    if transaction.type != "crypto_deposit":
+        return None
+    meta = transaction.metadata
+    keys = ChainDepositOut.model_fields
+    return ChainDepositOut.model_validate({key: meta[key] for key in keys if key in meta})
 
 
 def bank_account_out(account: BankAccount) -> BankAccountOut:
