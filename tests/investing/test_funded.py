@@ -31,9 +31,18 @@ from diboas.db.urls import plain_url
 from diboas.investing import tasks as investing_tasks
 from diboas.investing.service.quotes import LOT
 from diboas.orchestration.jobs import JobContext
+from diboas.providers.exchange import SandboxExchange
+from diboas.providers.exchange_routing import VENUES_SERVICE
+from diboas.providers.resilience import CircuitBreaker, Failover, ProviderSlot, RetryPolicy
 from tests.api.conftest import Mailbox, _client, settings_for_tests
 from tests.banking.helpers import API, balance, customer, transaction_count
-from tests.investing.helpers import SetPrices, investing_balance, services
+from tests.investing.helpers import (
+    LostAnswer,
+    SetPrices,
+    investing_balance,
+    model,
+    services,
+)
 from tests.orchestration.conftest import assert_ledger_clean
 
 ORDERS = f"{API}/investing/orders"
@@ -293,4 +302,52 @@ async def test_bad_funded_orders_are_4xx_and_change_nothing(
         assert over.status_code in (403, 422), over.text
         assert await transaction_count(engine, ada["id"]) == 0
         assert await quote_count(engine, ada["id"]) == 0
+        await assert_ledger_clean(engine)
+
+
+async def test_a_lost_venue_answer_parks_the_buy_until_the_venue_is_asked(
+    database_url: URL, mailbox: tuple[Mailbox, int], engine: AsyncEngine, sessions: SessionFactory
+) -> None:
+    # The venue fills the order but its answer is lost: the saga waits (ambiguous), the money
+    # stays held, and investing.reconcile_quote settles the very same buy from the venue's
+    # record of the order.
+    prices = SetPrices(BTC="50000", ETH="2500")
+    inner = SandboxExchange(name="cheap", model=model("0.001"), feed=prices)
+    lossy = Failover(
+        [ProviderSlot("cheap", LostAnswer(inner, place=True), CircuitBreaker("lossy-funded"))],  # type: ignore[list-item]
+        policy=RetryPolicy(attempts=1, timeout=5),
+    )
+    async with funded_app(database_url, mailbox[1], prices, run_worker_in_process=False) as (
+        client,
+        app,
+    ):
+        app.state.services[VENUES_SERVICE] = lossy
+        ada = await customer(client, engine)
+        response = await client.post(ORDERS, headers=ada["headers"], json=BUY)
+        assert response.status_code == 201, response.text
+        body = response.json()
+        await run_jobs(app, sessions, body)
+        parked = (
+            await client.get(f"{API}/transactions/{body['id']}", headers=ada["headers"])
+        ).json()
+        assert parked["status"] == "pending" and parked["saga_state"] == "ambiguous", parked
+        assert await balance(engine, ada["id"], "held") == Decimal("101.10")
+
+        context = JobContext(sessions, app.state.settings, 0, app.state.services)
+        payload = {"quote_id": parked["quote_id"], "user_id": str(ada["id"])}
+        await investing_tasks.reconcile_quote(context, payload)
+        await investing_tasks.fund_buy(context, {"transaction_id": body["id"]})  # a late poll
+        done = await settled(client, ada["headers"], body["id"])
+        assert done["status"] == "completed", done
+        assert states(done) == [
+            "accepted",
+            "provider_requested",
+            "provider_requested",
+            "ambiguous",
+            "settled",
+        ]
+        assert await investing_balance(engine, ada["id"]) == Decimal("0.002")
+        assert await balance(engine, ada["id"], "held") == 0
+        history = (await client.get(f"{API}/transactions", headers=ada["headers"])).json()
+        assert sorted(t["type"] for t in history["items"]) == ["buy", "deposit"]
         await assert_ledger_clean(engine)

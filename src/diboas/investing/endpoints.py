@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from diboas.api.deps import DatabaseDep, SettingsDep
 from diboas.compliance import audit
 from diboas.fees.service import QuoteMismatchError
-from diboas.identity.dependencies import CurrentCaller, requires
+from diboas.identity.dependencies import Caller, CurrentCaller, requires
 from diboas.investing import repository, schemas, trading
 from diboas.investing import tasks as _tasks  # noqa: F401 - registers the reconcile job
 from diboas.investing.repository import TradeQuote
@@ -29,6 +29,8 @@ from diboas.kit.errors import DomainError, NotFoundError
 from diboas.kit.money import format_amount
 from diboas.ledger.idempotency import IdempotencyPolicy, run_idempotent
 from diboas.market.endpoints import PricesDep
+from diboas.providers.exchange import Exchange
+from diboas.providers.resilience import Failover
 
 router = APIRouter(tags=["investing"])
 
@@ -184,10 +186,10 @@ async def _accept_funded(
     session: AsyncSession,
     body: schemas.OrderIn,
     request: Request,
-    caller: Any,
-    venues: Any,
+    caller: Caller,
+    venues: Failover[Exchange],
     trade: quotes.TradeRequest,
-) -> Any:
+) -> dict[str, Any]:
     """A deposit-then-buy: priced now (the reference for its bound), accepted in this unit
     of work, bought by ``investing.fund_buy`` once the deposit settles."""
     settings = request.app.state.settings
