@@ -394,6 +394,11 @@ async def test_an_api_key_is_shown_once(
     no_scope = await post_form(client, base + "/api-keys", {"name": "nothing"})
     assert no_scope.status_code == 422
 
+    unknown = await client.post(
+        f"{base}/api-keys/{uuid.uuid4()}/revoke", data=hidden_fields(listing.text)
+    )
+    assert unknown.status_code == 404
+    assert "No such API key" in unknown.text
     revoke = re.search(r'action="([^"]*/api-keys/[0-9a-f-]{36}/revoke)"', listing.text)
     assert revoke is not None
     revoked = await client.post(revoke.group(1), data=hidden_fields(listing.text))

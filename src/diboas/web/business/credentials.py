@@ -103,10 +103,12 @@ async def revoke_key(page: Page) -> Response:
             return page.redirect(org_url(principal, "/api-keys?done=revoked"))
     if key_id is None:
         errors[""], errors.status_code = "No such API key.", 404
-    return await _keys_page(page, {"name": "", "scopes": []}, errors)
+    return await _keys_page(page, {"name": "", "scopes": []}, errors, revoking=True)
 
 
-async def _keys_page(page: Page, values: dict[str, Any], errors: FormErrors) -> Response:
+async def _keys_page(
+    page: Page, values: dict[str, Any], errors: FormErrors, *, revoking: bool = False
+) -> Response:
     organisation_id = principal_of(page).organisation_id
     found = await page.db.run(lambda s: api_keys.listed(s, organisation_id))
     return render(
@@ -116,7 +118,9 @@ async def _keys_page(page: Page, values: dict[str, Any], errors: FormErrors) -> 
             "keys": found,
             "scopes": SCOPES,
             "values": values,
-            "errors": errors,
+            # A refused revocation is shown above the list, not on the new key's form.
+            "errors": FormErrors() if revoking else errors,
+            "revoke_errors": errors if revoking else FormErrors(),
             "form_key": new_form_key(),
             "notice": page.request.query_params.get("done", ""),
         },

@@ -60,6 +60,8 @@ async def change_role(page: Page) -> Response:
             errors.add_domain_error(refusal)
         else:
             return page.redirect(org_url(principal, "/members?done=changed"))
+    if user_id is None:
+        errors[""], errors.status_code = "No such member.", 404
     errors.setdefault("", "The role could not be changed.")
     return await _members_page(page, {"email": "", "role": "viewer"}, errors, form="change")
 
@@ -81,7 +83,8 @@ async def remove_member(page: Page) -> Response:
             errors.add_domain_error(refusal)
         else:
             return page.redirect(org_url(principal, "/members?done=removed"))
-    errors.setdefault("", "The member could not be removed.")
+    if user_id is None:
+        errors[""], errors.status_code = "No such member.", 404
     return await _members_page(page, {"email": "", "role": "viewer"}, errors, form="change")
 
 
