@@ -486,6 +486,15 @@ async def test_a_batch_is_paid_once(
     second = await upload(client, oid, content, fields)
     assert second.headers["location"] == first.headers["location"]
     assert await _batches(engine, oid) == 1
+    # The same file in a new form is a new batch, marked as the same file as the first.
+    third = await upload(client, oid, content)
+    earlier = first.headers["location"].rsplit("/", 1)[1]
+    assert third.headers["location"].endswith(f"?duplicate_of={earlier}")
+    assert (
+        "The very same file was uploaded before"
+        in (await client.get(third.headers["location"])).text
+    )
+    assert await _batches(engine, oid) == 2
 
     batch_url = first.headers["location"]
     report = await client.get(batch_url)

@@ -40,14 +40,16 @@ async def upload(page: Page) -> Response:
     principal = principal_of(page)
     errors = FormErrors()
     try:
-        batch_id = await _upload(page)
+        batch_id, earlier = await _upload(page)
     except DomainError as refusal:
         errors.add_domain_error(refusal)
         return await _batches_page(page, errors)
-    return page.redirect(org_url(principal, f"/payouts/{batch_id}"))
+    # The very same file made an earlier batch: uploaded twice by mistake? The report says so.
+    tail = "" if earlier is None else f"?duplicate_of={earlier}"
+    return page.redirect(org_url(principal, f"/payouts/{batch_id}{tail}"))
 
 
-async def _upload(page: Page) -> uuid.UUID:
+async def _upload(page: Page) -> tuple[uuid.UUID, uuid.UUID | None]:
     # The form was received by uploads.receive_form (bounded, after the role and address
     # check); the batch is made once per form, as the API's upload is once per key.
     principal = principal_of(page)
@@ -65,7 +67,8 @@ async def _upload(page: Page) -> uuid.UUID:
             filename=file.filename,
             context=context,
         )
-        return {"id": str(validated.batch.id)}
+        earlier = validated.duplicate_of
+        return {"id": str(validated.batch.id), "duplicate_of": earlier and str(earlier)}
 
     request = {
         "business": "payout_upload",
@@ -74,7 +77,8 @@ async def _upload(page: Page) -> uuid.UUID:
         "filename": file.filename,
     }
     stored, _ = await once(page, principal.idempotency_scope, request, work)
-    return uuid.UUID(str(stored["id"]))
+    earlier = stored.get("duplicate_of")
+    return uuid.UUID(str(stored["id"])), None if earlier is None else uuid.UUID(str(earlier))
 
 
 @org_routes.add("/payouts/{batch_id}", READ_PAYOUTS)
@@ -100,6 +104,13 @@ async def execute(page: Page) -> Response:
     # Executed before (another tab, a resent form): nothing moved now, and the page says so.
     done = f"paid&rows={paid}" if paid else "already"
     return page.redirect(org_url(principal, f"/payouts/{batch_id}?done={done}"))
+
+
+def _query_uuid(page: Page, name: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(page.request.query_params.get(name, ""))
+    except ValueError:
+        return None
 
 
 async def _batches_page(page: Page, errors: FormErrors) -> Response:
@@ -142,6 +153,7 @@ async def _batch_page(page: Page, errors: FormErrors) -> Response:
             "errors": errors,
             "notice": page.request.query_params.get("done", ""),
             "paid_rows": page.request.query_params.get("rows", ""),
+            "duplicate_of": _query_uuid(page, "duplicate_of"),
         },
         status=errors.status_code if errors else 200,
     )
