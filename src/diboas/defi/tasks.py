@@ -1,5 +1,6 @@
-"""DeFi's durable jobs: the batched vault deposit, the withdrawal's redemption, and the
-periodic yield booking. Each is idempotent (see ``service.batches`` / ``service.redemptions``:
+"""DeFi's durable jobs: the batched vault deposit, the withdrawal's redemption, resolving
+either from the chain when its answer was lost, and the periodic yield booking. Each is
+idempotent (see ``service.batches`` / ``service.redemptions``:
 claims under row locks, final states checked first)."""
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from typing import Any
 import structlog
 
 from diboas.db.transactions import run_in_transaction
-from diboas.defi.service import batches, funding, redemptions, valuation
+from diboas.defi.service import batches, chain_resolution, funding, redemptions, valuation
 from diboas.defi.service.funding import DEPOSIT_BATCH_JOB
 from diboas.defi.service.movements import WITHDRAW_JOB
 from diboas.orchestration.jobs import JobContext, job, periodic
@@ -43,6 +44,26 @@ async def withdraw(context: JobContext, payload: dict[str, Any]) -> None:
         context.services,
         context.settings,
         uuid.UUID(str(payload["transaction_id"])),
+    )
+
+
+@job(batches.RESOLVE_BATCH_JOB)
+async def resolve_batch(context: JobContext, payload: dict[str, Any]) -> None:
+    outcome = await chain_resolution.resolve_batch(
+        context.sessions, context.services, context.settings, payload
+    )
+    log.info("defi batch resolution", batch_id=str(payload["batch_id"]), outcome=outcome)
+
+
+@job(redemptions.RESOLVE_WITHDRAWAL_JOB)
+async def resolve_withdrawal(context: JobContext, payload: dict[str, Any]) -> None:
+    outcome = await chain_resolution.resolve_withdrawal(
+        context.sessions, context.services, context.settings, payload
+    )
+    log.info(
+        "defi withdrawal resolution",
+        transaction_id=str(payload["transaction_id"]),
+        outcome=outcome,
     )
 
 

@@ -76,9 +76,22 @@ class ChainPendingError(ChainError):
     ``tx_hash``'s receipt (``wait_for_receipt``). Not retryable — sending again would move the
     money twice."""
 
-    def __init__(self, message: str, *, tx_hash: str) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        tx_hash: str,
+        raw_transaction: str | None = None,
+        sender: str | None = None,
+        nonce: int | None = None,
+    ) -> None:
         super().__init__(message, code="chain_tx_pending")
         self.tx_hash = tx_hash
+        # The signed transaction and its nonce, when known: enough to look its fate up later
+        # and to send the very same transaction again if the node never received it.
+        self.raw_transaction = raw_transaction
+        self.sender = sender
+        self.nonce = nonce
 
 
 class ChainTransactionError(ChainError):

@@ -260,14 +260,18 @@ class Web3Chain:
         }
         if to:
             tx["to"] = to_checksum_address(to)
-        tx_hash = await self._sign_and_send(signer, tx)
+        tx_hash, raw_tx, nonce = await self._sign_and_send(signer, tx)
         try:
             receipt = await self.wait_for_receipt(tx_hash)
         except ChainUnavailableError as exc:
             # Not mined (yet): the next send asks the node rather than trusting the cache.
             self.forget_nonces(sender)
             raise ChainPendingError(
-                f"{tx_hash} was sent and its outcome is not known yet: {exc}", tx_hash=tx_hash
+                f"{tx_hash} was sent and its outcome is not known yet: {exc}",
+                tx_hash=tx_hash,
+                raw_transaction=raw_tx,
+                sender=sender,
+                nonce=nonce,
             ) from exc
         if receipt.status != 1:
             raise await self._mined_revert(sender, tx, receipt)
@@ -291,7 +295,10 @@ class Web3Chain:
             self._next_nonce.pop(address, None)
             yield
 
-    async def _sign_and_send(self, signer: LocalAccount, tx: dict[str, Any]) -> str:
+    async def _sign_and_send(
+        self, signer: LocalAccount, tx: dict[str, Any]
+    ) -> tuple[str, str, int]:
+        """The transaction's hash, its signed bytes (hex) and its nonce, once the node took it."""
         # The lock spans nonce choice and submission only: the next send from this key may
         # go out while this one is being mined.
         lock = self._nonce_locks.setdefault(signer.address, asyncio.Lock())
@@ -314,7 +321,11 @@ class Web3Chain:
                 except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                     # The request may have reached the node before the connection failed.
                     raise ChainPendingError(
-                        f"{tx_hash} may have been submitted: {exc!r}", tx_hash=tx_hash
+                        f"{tx_hash} may have been submitted: {exc!r}",
+                        tx_hash=tx_hash,
+                        raw_transaction=_hex(raw_tx),
+                        sender=signer.address,
+                        nonce=nonce,
                     ) from exc
                 except Web3RPCError as exc:
                     message = exc.message or str(exc)
@@ -325,7 +336,7 @@ class Web3Chain:
                         f"the node refused the transaction: {message}"
                     ) from exc
                 self._next_nonce[signer.address] = nonce + 1
-                return _hex(sent)
+                return _hex(sent), _hex(raw_tx), nonce
         raise ChainTransactionError("no usable nonce after resynchronising")  # pragma: no cover
 
     async def wait_for_receipt(self, tx_hash: str) -> TxReceipt:
@@ -363,6 +374,29 @@ class Web3Chain:
                 tx_hash=receipt.tx_hash,
             )
         return ChainRevertedError("reverted when mined", tx_hash=receipt.tx_hash)
+
+    async def transaction_known(self, tx_hash: str) -> bool:
+        """Whether the node has the transaction (mined, or waiting in its pool)."""
+        try:
+            found = await self._rpc(lambda: self.w3.eth.get_transaction(HexBytes(tx_hash)))
+        except TransactionNotFound:
+            return False
+        return found is not None
+
+    async def confirmed_nonce(self, address: str) -> int:
+        """How many transactions of ``address`` are mined: every nonce below it is used."""
+        checksum = to_checksum_address(address)
+        return int(await self._rpc(lambda: self.w3.eth.get_transaction_count(checksum, "latest")))
+
+    async def send_raw(self, raw_transaction: str) -> None:
+        """Send an already signed transaction again (the same hash: it can be mined once at
+        most). A node that has it already says so, which is as good."""
+        try:
+            await self._rpc(lambda: self.w3.eth.send_raw_transaction(HexBytes(raw_transaction)))
+        except Web3RPCError as exc:
+            message = (exc.message or str(exc)).lower()
+            if "already known" not in message and "already imported" not in message:
+                raise ChainTransactionError(f"the node refused the transaction: {message}") from exc
 
     async def receipt(self, tx_hash: str) -> TxReceipt | None:
         try:

@@ -205,6 +205,21 @@ class Erc4626Vault:
         receipt = await self.vault.send(owner, "withdraw", raw_assets, owner.address, owner.address)
         return self._withdrawn(receipt)
 
+    def move_in(self, receipt: TxReceipt, event: str) -> VaultMove | None:
+        """What a mined transaction did to this vault — its ``Deposit`` or ``Withdraw`` event
+        as a move, with that transaction's gas — or None when it holds no such event (it was
+        the approval sent before a deposit). For settling a send whose answer was lost."""
+        found = self.vault.events(receipt, event)
+        if not found:
+            return None
+        hashes, gas = _fees(receipt)
+        return VaultMove(
+            from_units(found[0]["assets"], self.asset_scale),
+            from_units(found[0]["shares"], self.share_scale),
+            hashes,
+            gas,
+        )
+
     def _withdrawn(self, receipt: TxReceipt) -> VaultMove:
         event = self.vault.events(receipt, "Withdraw")[0]
         hashes, gas = _fees(receipt)

@@ -16,17 +16,21 @@ pending when the batch job runs (``defi.deposit_batch``, staged by each investme
    user's ``defi`` account in the strategy's asset. Or ``fail_batch``: a vault refusal
    releases every hold (the sagas compensate); a vault out of reach before anything was sent
    puts the deposits back to pending for the job's next attempt; a transaction sent whose
-   outcome is unknown parks the sagas as ``ambiguous`` for an operator.
+   outcome is unknown parks the sagas as ``ambiguous`` — with the signed transaction in the
+   step — and stages ``defi.resolve_batch``, which settles it from the chain
+   (``chain_resolution``), or leaves it for an operator when the chain cannot tell.
 """
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import ROUND_DOWN, ROUND_UP, Decimal
 from typing import Any
 
 import structlog
+from eth_account.signers.local import LocalAccount
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from diboas.banking import repository as transactions
@@ -54,14 +58,31 @@ from diboas.ledger import service as ledger
 from diboas.ledger.holds import HoldStatus
 from diboas.ledger.models import Account
 from diboas.orchestration import saga
+from diboas.orchestration.jobs import stage
 from diboas.orchestration.saga import SagaState
 from diboas.providers.chain import ChainPendingError
-from diboas.providers.defi import VaultMove
+from diboas.providers.defi import VaultMove, VaultProtocol
 from diboas.providers.resilience import ProviderError
 from diboas.settings import Settings
 
 log = structlog.get_logger(__name__)
 _CENT = Decimal("0.01")
+RESOLVE_BATCH_JOB = "defi.resolve_batch"
+
+
+def pending_detail(error: ProviderError) -> dict[str, Any]:
+    """What a send of unknown outcome left to go on (its hash, signed bytes, sender and
+    nonce), kept in the ``ambiguous`` saga step for the chain resolution."""
+    if not isinstance(error, ChainPendingError):
+        return {}
+    return {
+        "pending_tx": {
+            "tx_hash": error.tx_hash,
+            "raw_transaction": error.raw_transaction,
+            "sender": error.sender,
+            "nonce": error.nonce,
+        }
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,10 +250,17 @@ async def settle_batch(
 
 
 async def fail_batch(
-    session: AsyncSession, batch_id: uuid.UUID, error: ProviderError, *, outcome: str
+    session: AsyncSession,
+    batch_id: uuid.UUID,
+    error: ProviderError,
+    *,
+    outcome: str,
+    resolve_after: float | None = None,
 ) -> None:
     """The vault refused (``compensated``: holds released), was never reached (``retry``:
-    the deposits wait for the next attempt) or may have acted (``ambiguous``: parked)."""
+    the deposits wait for the next attempt) or may have acted (``ambiguous``: parked, and
+    with ``resolve_after`` seconds the chain resolution is staged)."""
+    pending = pending_detail(error) if outcome == "ambiguous" else {}
     for position in await repository.batch_positions(session, batch_id):
         transaction = await transactions.get_transaction(
             session, position.deposit_transaction_id, lock=True
@@ -259,6 +287,7 @@ async def fail_batch(
                 _state(transaction),
                 SagaState.AMBIGUOUS,
                 **detail,
+                **pending,
             )
             continue
         assert transaction.hold_id is not None  # noqa: S101 - every investment holds
@@ -289,7 +318,17 @@ async def fail_batch(
             details={**_whose(position), "failure_code": error.code},
         )
     status = {"compensated": "failed", "retry": "failed", "ambiguous": "ambiguous"}[outcome]
-    await repository.finish_batch(session, batch_id, status=status, failure=str(error))
+    hashes = (pending["pending_tx"]["tx_hash"],) if pending else ()
+    await repository.finish_batch(
+        session, batch_id, status=status, failure=str(error), tx_hashes=hashes
+    )
+    if pending and resolve_after is not None:
+        await stage(
+            session,
+            RESOLVE_BATCH_JOB,
+            {"batch_id": str(batch_id), "delay": resolve_after},
+            delay=timedelta(seconds=resolve_after),
+        )
 
 
 async def run_batch(
@@ -306,7 +345,20 @@ async def run_batch(
     batch = await run_in_transaction(sessions, lambda s: open_batch(s, strategy_id))
     if batch is None:
         return None
-    vault = vaults[batch.strategy.vault]
+    await send_batch(sessions, vaults[batch.strategy.vault], owner, batch, eth, settings)
+    return batch.id
+
+
+async def send_batch(
+    sessions: SessionFactory,
+    vault: VaultProtocol,
+    owner: LocalAccount,
+    batch: Batch,
+    eth: Decimal,
+    settings: Settings,
+) -> None:
+    """The vault deposit of a claimed batch, then its settlement or compensation (raises for
+    the job to retry when the vault could not be reached and nothing was sent)."""
     try:
         move = await vault.deposit(owner, batch.total)
     except ProviderError as error:
@@ -322,12 +374,18 @@ async def run_batch(
         )
 
         async def compensate(session: AsyncSession, failure: ProviderError = error) -> None:
-            await fail_batch(session, batch.id, failure, outcome=outcome)
+            await fail_batch(
+                session,
+                batch.id,
+                failure,
+                outcome=outcome,
+                resolve_after=settings.saga_reconcile_delay_seconds,
+            )
 
         await run_in_transaction(sessions, compensate)
         if outcome == "retry":
             raise
-        return batch.id
+        return
     paid = wei_to_usd(move.gas_fee_wei, eth)
     price = await catalog.share_price(vault)  # None if the vault cannot be read now
 
@@ -337,4 +395,3 @@ async def run_batch(
             await reports.record_share_price(session, batch.strategy.id, price)
 
     await run_in_transaction(sessions, settle)
-    return batch.id

@@ -10,13 +10,16 @@
    platform's external USD: the platform fee to the fee account, the gas paid (never more
    than estimated) to the DeFi gas account, the rest to the user's banking USD. The position
    keeps what was not redeemed (closed when nothing is left). Or ``fail``: a vault refusal
-   frees the shares (the saga compensates; no money had moved).
+   frees the shares (the saga compensates; no money had moved); a redemption sent whose
+   answer was lost is parked (``ambiguous``, the signed transaction in the step) and
+   ``defi.resolve_withdrawal`` settles it from the chain (``chain_resolution``).
 """
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
@@ -43,10 +46,12 @@ from diboas.defi.service.accounts import (
     gas_account,
     record,
 )
+from diboas.defi.service.batches import pending_detail
 from diboas.defi.service.movements import portion
 from diboas.ledger import service as ledger
 from diboas.ledger.models import Account
 from diboas.orchestration import saga
+from diboas.orchestration.jobs import stage
 from diboas.orchestration.saga import SagaState
 from diboas.providers.chain import ChainPendingError
 from diboas.providers.defi import VaultMove
@@ -55,6 +60,7 @@ from diboas.settings import Settings
 
 log = structlog.get_logger(__name__)
 _CENT = Decimal("0.01")
+RESOLVE_WITHDRAWAL_JOB = "defi.resolve_withdrawal"
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,9 +227,15 @@ async def settle(
 
 
 async def fail(
-    session: AsyncSession, transaction_id: uuid.UUID, error: ProviderError, *, outcome: str
+    session: AsyncSession,
+    transaction_id: uuid.UUID,
+    error: ProviderError,
+    *,
+    outcome: str,
+    resolve_after: float | None = None,
 ) -> None:
-    """A vault refusal frees the shares (compensated); unreachable: retried; unknown: parked."""
+    """A vault refusal frees the shares (compensated); unreachable: retried; unknown: parked
+    (and with ``resolve_after`` seconds, the chain resolution staged)."""
     loaded = await _load(session, transaction_id)
     if loaded is None:
         return
@@ -231,9 +243,23 @@ async def fail(
     detail: dict[str, Any] = {"reason": str(error), "failure_code": error.code}
     if outcome != "compensated":
         state = SagaState.RETRYING if outcome == "retry" else SagaState.AMBIGUOUS
+        pending = pending_detail(error) if outcome == "ambiguous" else {}
         await saga.advance(
-            session, transaction.id, transaction.created_at, _state(transaction), state, **detail
+            session,
+            transaction.id,
+            transaction.created_at,
+            _state(transaction),
+            state,
+            **detail,
+            **pending,
         )
+        if pending and resolve_after is not None:
+            await stage(
+                session,
+                RESOLVE_WITHDRAWAL_JOB,
+                {"transaction_id": str(transaction.id), "delay": resolve_after},
+                delay=timedelta(seconds=resolve_after),
+            )
         return
     position = await repository.get_position(session, withdrawal.position_id, lock=True)
     assert position is not None  # noqa: S101 - a withdrawal has its position
@@ -295,7 +321,13 @@ async def run_withdrawal(
         log.warning("vault redeem failed", transaction_id=str(transaction_id), outcome=outcome)
 
         async def compensate(session: AsyncSession, failure: ProviderError = error) -> None:
-            await fail(session, transaction_id, failure, outcome=outcome)
+            await fail(
+                session,
+                transaction_id,
+                failure,
+                outcome=outcome,
+                resolve_after=settings.saga_reconcile_delay_seconds,
+            )
 
         await run_in_transaction(sessions, compensate)
         if outcome == "retry":
