@@ -42,6 +42,7 @@ from diboas.defi.protocols import omnibus_for, prices_for, vaults_for, wei_to_us
 from diboas.defi.repository import Strategy
 from diboas.defi.service import batches, catalog, redemptions
 from diboas.defi.service.accounts import SYSTEM
+from diboas.defi.service.funding import DEPOSIT_BATCH_JOB
 from diboas.orchestration import saga
 from diboas.orchestration.jobs import stage
 from diboas.orchestration.repository import SagaStep
@@ -191,7 +192,8 @@ async def _deposit_after_approval(
     receipt: TxReceipt,
 ) -> str:
     """The lost send was the approval, now mined: send the batch's deposit, as its job would
-    have (``sent``), unless the batch was resolved meanwhile (``nothing``)."""
+    have (``sent``; ``retry`` when the vault was out of reach and the deposits wait for the
+    batch job), unless the batch was resolved meanwhile (``nothing``)."""
     owner = await omnibus_for(services, settings, sessions)
     eth = (await prices_for(services).price_usd("ETH")).price_usd
 
@@ -200,11 +202,28 @@ async def _deposit_after_approval(
         if again is None:
             return False
         await _send_again(session, again[0], receipt)
+        await _audit(
+            session, "defi.batch.resolved", "defi_batch", batch.id, Fate("approval_mined", receipt)
+        )
         return True
 
     if not await run_in_transaction(sessions, reopen):
         return "nothing"
-    await batches.send_batch(sessions, vault, owner, batch, eth, settings)
+    try:
+        await batches.send_batch(sessions, vault, owner, batch, eth, settings)
+    except ProviderError:
+        # The vault was not reached and nothing was sent: the deposits are pending again,
+        # and the strategy's batch job takes them (as it would after its own failed attempt).
+        await run_in_transaction(
+            sessions,
+            lambda s: stage(
+                s,
+                DEPOSIT_BATCH_JOB,
+                {"strategy_id": batch.strategy.id},
+                delay=timedelta(seconds=settings.saga_reconcile_delay_seconds),
+            ),
+        )
+        return "retry"
     return "sent"
 
 
