@@ -351,3 +351,40 @@ async def test_a_lost_venue_answer_parks_the_buy_until_the_venue_is_asked(
         history = (await client.get(f"{API}/transactions", headers=ada["headers"])).json()
         assert sorted(t["type"] for t in history["items"]) == ["buy", "deposit"]
         await assert_ledger_clean(engine)
+
+
+async def test_an_order_the_venue_never_received_is_compensated_after_reconciliation(
+    database_url: URL, mailbox: tuple[Mailbox, int], engine: AsyncEngine, sessions: SessionFactory
+) -> None:
+    prices = SetPrices(BTC="50000", ETH="2500")
+    inner = SandboxExchange(name="cheap", model=model("0.001"), feed=prices)
+    lost = Failover(
+        [ProviderSlot("cheap", LostAnswer(inner, place=False), CircuitBreaker("lost-funded"))],  # type: ignore[list-item]
+        policy=RetryPolicy(attempts=1, timeout=5),
+    )
+    async with funded_app(database_url, mailbox[1], prices, run_worker_in_process=False) as (
+        client,
+        app,
+    ):
+        app.state.services[VENUES_SERVICE] = lost
+        ada = await customer(client, engine)
+        response = await client.post(ORDERS, headers=ada["headers"], json=BUY)
+        assert response.status_code == 201, response.text
+        body = response.json()
+        await run_jobs(app, sessions, body)
+        parked = (
+            await client.get(f"{API}/transactions/{body['id']}", headers=ada["headers"])
+        ).json()
+        assert parked["saga_state"] == "ambiguous", parked
+
+        context = JobContext(sessions, app.state.settings, 0, app.state.services)
+        payload = {"quote_id": parked["quote_id"], "user_id": str(ada["id"])}
+        await investing_tasks.reconcile_quote(context, payload)  # the venue has no such order
+        await investing_tasks.fund_buy(context, {"transaction_id": body["id"]})
+        done = await settled(client, ada["headers"], body["id"])
+        assert done["status"] == "failed" and done["failure_code"] == "order_not_placed", done
+        assert states(done)[-2:] == ["ambiguous", "compensated"]
+        assert "stays in your banking balance" in done["failure_reason"]
+        assert await balance(engine, ada["id"], "held") == 0
+        assert await investing_balance(engine, ada["id"]) == 0
+        await assert_ledger_clean(engine)

@@ -231,10 +231,12 @@ async def _quoted(session: AsyncSession, settings: Settings, transaction: Transa
         return _Next("done")
     if quote.status == "open":  # (an expired one is released, then made again)
         return _Next("execute", transaction, quote.id)
-    if quote.status != "executed":  # refused, or the venue never placed it
+    if quote.status == "failed":  # the venue never placed it (found by reconciliation)
         await compensate(
-            session, transaction, f"quote_{quote.status}", f"the quote was {quote.status}"
+            session, transaction, "order_not_placed", "the exchange never placed the order"
         )
+    elif quote.status == "expired":
+        await compensate(session, transaction, "quote_expired", "the quote expired")
     return _Next("done")
 
 
