@@ -220,7 +220,7 @@ async def test_roles_scopes_and_bad_requests_move_nothing(
     async with defi_client(
         database_url, mailbox[1], services(), defi_batch_window_seconds=3600
     ) as (client, _app):
-        admin, organisation = await funded_organisation(client, engine, sessions, "200.00")
+        admin, organisation = await funded_organisation(client, engine, sessions, "500.00")
         oid, headers = organisation["id"], admin["headers"]
         viewer = await customer(client, engine)
         member = await customer(client, engine)
@@ -259,7 +259,7 @@ async def test_roles_scopes_and_bad_requests_move_nothing(
             ),
             (
                 keyed(headers, "b8"),
-                {"strategy_id": "usdc-core", "amount": "199.00"},
+                {"strategy_id": "usdc-core", "amount": "499.00"},
                 422,
                 "insufficient_funds",
             ),
@@ -275,7 +275,7 @@ async def test_roles_scopes_and_bad_requests_move_nothing(
             assert response.status_code == status, (body, response.text)
             if code:
                 assert response.json()["error"]["code"] == code, response.text
-        assert await org_balance(engine, oid, "banking", "USD") == Decimal("200.00")
+        assert await org_balance(engine, oid, "banking", "USD") == Decimal("500.00")
         assert await org_balance(engine, oid, "banking", "USD", "held") == 0
         assert await org_position_count(engine, oid) == 0
 
@@ -289,6 +289,15 @@ async def test_roles_scopes_and_bad_requests_move_nothing(
         assert refused.status_code == 403
         assert refused.json()["error"]["code"] == "insufficient_scope"
         assert (await client.get(invest_path)).status_code == 401
+
+        # Acknowledged, the riskier strategy is accepted (and the acknowledgement recorded).
+        acknowledged = await client.post(
+            invest_path,
+            headers=keyed(headers, "ack-1"),
+            json={"strategy_id": "usdc-growth", "amount": "100.00", "acknowledge_risk": True},
+        )
+        assert acknowledged.status_code == 201, acknowledged.text
+        assert await org_balance(engine, oid, "banking", "USD") == Decimal("398.89")
 
         # The risk profile: only an admin sets it; then the riskier strategy needs no
         # acknowledgement.
@@ -310,7 +319,7 @@ async def test_roles_scopes_and_bad_requests_move_nothing(
             json={"strategy_id": "usdc-growth", "amount": "150.00"},
         )
         assert growth.status_code == 201, growth.text
-        assert await org_position_count(engine, oid) == 1
+        assert await org_position_count(engine, oid) == 2
 
         # Another organisation's admin sees none of it.
         other_admin, other = await funded_organisation(client, engine, sessions, "100.00")
@@ -340,9 +349,24 @@ async def test_roles_scopes_and_bad_requests_move_nothing(
             headers=keyed(headers, "early-1"),
         )
         assert early.status_code == 409, early.text
+        withdraw_path = org_path(oid, f"{DEFI}/positions/{position_id}/withdraw")
+        as_viewer = await client.post(withdraw_path, headers=keyed(viewer["headers"], "vw-1"))
+        assert as_viewer.status_code == 403
+        as_key = await client.post(withdraw_path, headers=keyed(key_headers(reader_key), "kw-1"))
+        assert as_key.status_code == 403
+        unkeyed = await client.post(withdraw_path, headers=headers)
+        assert unkeyed.json()["error"]["code"] == "idempotency_key_required"
+        garbled = await client.post(
+            withdraw_path, headers=keyed(headers, "gw-1"), json={"amount": "ten"}
+        )
+        assert garbled.status_code == 422
+        assert await org_balance(engine, oid, "banking", "USD") == Decimal("398.89") - Decimal(
+            growth.json()["amount"]
+        ) - Decimal(growth.json()["fee"])
 
         actions = await audit_actions(client, headers, oid)
         assert "business.treasury_defi_risk_refused" in actions
+        assert actions.count("business.treasury_defi_risk_acknowledged") == 1
         assert "business.treasury_defi_risk_profile" in actions
         assert "business.treasury_defi_invested" in actions
         await assert_ledger_clean(engine)

@@ -38,7 +38,7 @@ from diboas.defi.repository import Position, Strategy
 from diboas.defi.service import catalog
 from diboas.defi.service.movements import Accepted, own_position
 from diboas.kit.errors import DomainError
-from diboas.kit.money import format_amount
+from diboas.kit.money import format_amount, parse_amount
 from diboas.ledger.idempotency import IdempotencyPolicy, StoredResponse, run_idempotent
 
 Work = Callable[[AsyncSession], Awaitable[Accepted]]
@@ -141,8 +141,10 @@ async def withdraw(
 ) -> Work:
     """Preview a withdrawal of ``amount`` USD of a treasury position's value (all of it with
     None) at the vault; returns the unit of work accepting it. Refusals: 404 another
-    organisation's or unknown position, 409 not open, 422 locked / more than it is worth /
-    fee and gas above the amount; 503 vault unavailable."""
+    organisation's or unknown position, 409 not open, 422 malformed amount / locked / more than
+    it is worth / fee and gas above the amount; 503 vault unavailable."""
+    if amount is not None:
+        parse_amount(amount, 2)  # a malformed amount is refused before anything is read
     return await steps.withdraw(
         db,
         services,
