@@ -23,7 +23,7 @@ from diboas.chain.anvil import AnvilNode
 from diboas.chain.deploy import Deployment
 from diboas.db.engine import SessionFactory
 from diboas.defi.protocols import OMNIBUS
-from diboas.defi.service import chain_resolution
+from diboas.defi.service import batches, chain_resolution
 from diboas.providers.chain_web3 import Web3Chain
 from diboas.providers.defi_onchain import Erc4626Vault
 from tests.api.conftest import Mailbox
@@ -294,4 +294,54 @@ async def test_a_redemption_whose_answer_was_lost_is_settled_from_its_receipt(
         assert audited["fate"] == "mined"
         history = (await client.get(f"{API}/transactions", headers=user["headers"])).json()
         assert [t["type"] for t in history["items"]][:2] == ["defi_withdraw", "defi_deposit"]
+        await assert_ledger_clean(engine)
+
+
+async def test_a_deposit_still_in_the_pool_is_asked_about_again_then_settled(
+    database_url: URL,
+    mailbox: tuple[Mailbox, int],
+    engine: AsyncEngine,
+    sessions: SessionFactory,
+    anvil: AnvilNode,  # noqa: F811
+    chain: Web3Chain,  # noqa: F811
+    deployer: LocalAccount,  # noqa: F811
+    deployment: Deployment,  # noqa: F811
+) -> None:
+    harness = await onchain_vault(chain, deployer, deployment)
+    omnibus = await harness.new_owner(Decimal("1000"))
+    assert isinstance(harness.vault, Erc4626Vault)
+    # Approved beforehand, so the batch sends its deposit alone.
+    await (await harness.vault.token()).send(omnibus, "approve", harness.vault.address, 10**12)
+    async with proxied_app(
+        database_url,
+        mailbox[1],
+        anvil,
+        harness,
+        omnibus,
+        defi_batch_window_seconds=3600,
+        saga_reconcile_delay_seconds=3600,
+    ) as (client, app, proxy):
+        user, movement = await _invest(client, engine, sessions, "150.00")
+        proxy.plan(SEND, RpcFault.LOST_AFTER_SEND)
+        await chain.rpc("evm_setAutomine", [False])
+        try:
+            await batches.run_batch(sessions, app.state.services, app.state.settings, "usdc-core")
+            payload = {"batch_id": str(await _batch_of(engine, movement["id"]))}
+            # In the node's pool, not mined: nothing is decided, and the job is staged again.
+            outcome = await chain_resolution.resolve_batch(
+                sessions, app.state.services, app.state.settings, payload
+            )
+            assert outcome == "pending"
+            parked = await saga_state(client, user["headers"], movement["id"], "ambiguous")
+            assert parked["status"] == "processing"
+            await chain.rpc("evm_mine")
+        finally:
+            await chain.rpc("evm_setAutomine", [True])
+        outcome = await chain_resolution.resolve_batch(
+            sessions, app.state.services, app.state.settings, payload
+        )
+        assert outcome == "settled"
+        done = await settled(client, user["headers"], movement["id"])
+        assert done["status"] == "completed", done
+        assert await harness.usdc_of(omnibus.address) == Decimal("850")
         await assert_ledger_clean(engine)
