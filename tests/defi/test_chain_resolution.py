@@ -13,7 +13,9 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
+from eth_abi.abi import encode as abi_encode
 from eth_account.signers.local import LocalAccount
+from eth_utils.crypto import keccak
 from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.engine import URL
@@ -344,4 +346,55 @@ async def test_a_deposit_still_in_the_pool_is_asked_about_again_then_settled(
         done = await settled(client, user["headers"], movement["id"])
         assert done["status"] == "completed", done
         assert await harness.usdc_of(omnibus.address) == Decimal("850")
+        await assert_ledger_clean(engine)
+
+
+async def test_a_lost_deposit_that_reverted_when_mined_is_compensated(
+    database_url: URL,
+    mailbox: tuple[Mailbox, int],
+    engine: AsyncEngine,
+    sessions: SessionFactory,
+    anvil: AnvilNode,  # noqa: F811
+    chain: Web3Chain,  # noqa: F811
+    deployer: LocalAccount,  # noqa: F811
+    deployment: Deployment,  # noqa: F811
+) -> None:
+    harness = await onchain_vault(chain, deployer, deployment)
+    omnibus = await harness.new_owner(Decimal("1000"))
+    assert isinstance(harness.vault, Erc4626Vault)
+    token = await harness.vault.token()
+    await token.send(omnibus, "approve", harness.vault.address, 10**12)
+    # TestUSDC's balanceOf is its storage slot 3 (name, symbol, totalSupply come first).
+    balance_slot = "0x" + keccak(abi_encode(["address", "uint256"], [omnibus.address, 3])).hex()
+    async with proxied_app(
+        database_url,
+        mailbox[1],
+        anvil,
+        harness,
+        omnibus,
+        defi_batch_window_seconds=3600,
+        saga_reconcile_delay_seconds=3600,
+    ) as (client, app, proxy):
+        user, movement = await _invest(client, engine, sessions, "120.00")
+        proxy.plan(SEND, RpcFault.LOST_AFTER_SEND)
+        await chain.rpc("evm_setAutomine", [False])
+        try:
+            await batches.run_batch(sessions, app.state.services, app.state.settings, "usdc-core")
+            # While the deposit waits in the pool, the wallet's USDC goes: mined, it reverts.
+            await chain.rpc("anvil_setStorageAt", [token.address, balance_slot, "0x" + "00" * 32])
+            await chain.rpc("evm_mine")
+        finally:
+            await chain.rpc("evm_setAutomine", [True])
+        outcome = await chain_resolution.resolve_batch(
+            sessions,
+            app.state.services,
+            app.state.settings,
+            {"batch_id": str(await _batch_of(engine, movement["id"]))},
+        )
+        assert outcome == "compensated"
+        done = await settled(client, user["headers"], movement["id"])
+        assert done["status"] == "failed" and done["failure_code"] == "chain_tx_reverted", done
+        assert states(done)[-2:] == ["ambiguous", "compensated"]
+        assert await balance(engine, user["id"]) == Decimal("1000.00")
+        assert await harness.vault.shares_of(omnibus.address) == 0
         await assert_ledger_clean(engine)
