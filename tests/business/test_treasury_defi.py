@@ -144,6 +144,18 @@ async def test_invest_batch_earn_and_withdraw_back_to_the_treasury(
                 )
             ).scalar_one()
         assert tagged == oid  # the admin's transaction row names the organisation's money
+        # Every reader of the treasury follows it (an API key too); not a user's own movement.
+        reader = key_headers(await create_key(client, headers, oid, ["treasury:read"]))
+        polled = await client.get(
+            org_path(oid, f"{DEFI}/transactions/{movement['id']}"), headers=reader
+        )
+        assert polled.status_code == 200, polled.text
+        assert polled.json()["status"] == "completed" and polled.json()["fee"] == "1.81"
+        assert [s["state"] for s in polled.json()["steps"]][-1] == "settled"
+        theirs = await client.get(
+            org_path(oid, f"{DEFI}/transactions/{personal.json()['id']}"), headers=reader
+        )
+        assert theirs.status_code == 404
         # Gas actually paid (0.61) split between the two deposits, each rounded up: 0.31.
         assert done["fee"] == "1.81"
         assert await org_balance(engine, oid, "banking", "USD") == Decimal("698.19")
@@ -340,6 +352,16 @@ async def test_roles_scopes_and_bad_requests_move_nothing(
                 org_path(oid, f"{DEFI}/positions/{position_id}"), headers=other_admin["headers"]
             )
         ).status_code == 404
+        assert (
+            await client.get(
+                org_path(other["id"], f"{DEFI}/transactions/{growth.json()['id']}"),
+                headers=other_admin["headers"],
+            )
+        ).status_code == 404
+        seen = await client.get(
+            org_path(oid, f"{DEFI}/transactions/{growth.json()['id']}"), headers=viewer["headers"]
+        )
+        assert seen.status_code == 200 and seen.json()["type"] == "defi_deposit", seen.text
         # Nor does the admin's own consumer API (the position is the organisation's).
         assert (await client.get(f"{POSITIONS}/{position_id}", headers=headers)).status_code == 404
 

@@ -7,8 +7,8 @@ These are DeFi's own steps (``defi.steps``) with the organisation as the owner
 ledger's ``defi`` account are the organisation's, a withdrawal pays into the treasury, the
 organisation's risk profile applies, and every event is in the organisation's audit log. The
 admin who acts is the transaction's user (as for a funding), so the movement's ``id`` is
-pollable by them at ``/api/v1/transactions/{id}``; the organisation's positions show its
-status to every reader.
+pollable by them at ``/api/v1/transactions/{id}``, and by every reader of the treasury at
+``…/treasury/defi/transactions/{id}`` (``transaction``).
 
 The API's routes (``treasury_defi_endpoints``) and the business pages call these functions,
 so both apply the same rules. Each takes the ``Principal`` that ``access.org_access`` (or
@@ -27,6 +27,9 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from diboas.api.deps import Database
+from diboas.banking import repository as transactions
+from diboas.banking.schemas import TransactionOut
+from diboas.banking.service.common import transaction_out
 from diboas.business.access import Principal
 from diboas.business.schemas import TreasuryDefiOut, TreasuryInvestIn, TreasuryPositionsOut
 from diboas.compliance import audit
@@ -37,9 +40,10 @@ from diboas.defi.owners import Owner
 from diboas.defi.repository import Position, Strategy
 from diboas.defi.service import catalog
 from diboas.defi.service.movements import Accepted, own_position
-from diboas.kit.errors import DomainError
+from diboas.kit.errors import DomainError, NotFoundError
 from diboas.kit.money import format_amount, parse_amount
 from diboas.ledger.idempotency import IdempotencyPolicy, StoredResponse, run_idempotent
+from diboas.orchestration import saga
 
 Work = Callable[[AsyncSession], Awaitable[Accepted]]
 
@@ -241,6 +245,31 @@ async def position(
     """One of the organisation's positions (404 for any other)."""
     found, by_id = await _read(db, _owner(principal), position_id)
     return (await views.positions_out(services, db.settings, found, by_id)).items[0]
+
+
+_DEFI_TYPES = ("defi_deposit", "defi_withdraw")
+
+
+async def transaction(
+    db: Database, principal: Principal, transaction_id: uuid.UUID
+) -> TransactionOut:
+    """One of the organisation's DeFi movements with its saga's steps (whoever of its admins
+    made it); 404 for any other transaction."""
+
+    async def read(session: AsyncSession) -> TransactionOut:
+        found = await transactions.get_transaction(session, transaction_id)
+        if (
+            found is None
+            or found.type not in _DEFI_TYPES
+            or found.metadata.get("organisation_id") != str(principal.organisation_id)
+        ):
+            raise NotFoundError(
+                "no such transaction", details={"transaction_id": str(transaction_id)}
+            )
+        steps = None if found.saga_state is None else await saga.steps(session, found.id)
+        return transaction_out(found, steps)
+
+    return await db.run(read)
 
 
 async def summary(db: Database, services: dict[str, Any], principal: Principal) -> TreasuryDefiOut:

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from diboas.api.deps import DatabaseDep
+from diboas.banking.schemas import TransactionOut
 from diboas.business import treasury_defi
 from diboas.business.access import INVEST_TREASURY, READ_TREASURY_DEFI, Principal, org_access
 from diboas.business.endpoints_common import IdempotencyKey
@@ -128,6 +129,16 @@ async def get_position(
 ) -> defi_schemas.PositionOut:
     response.headers["Cache-Control"] = "no-store"
     return await treasury_defi.position(db, request.app.state.services, principal, position_id)
+
+
+@router.get(
+    f"{_BASE}/transactions/{{transaction_id}}",
+    summary="One of the treasury's DeFi movements, with its saga's steps",
+)
+async def get_transaction(
+    transaction_id: uuid.UUID, principal: Reader, db: DatabaseDep
+) -> TransactionOut:
+    return await treasury_defi.transaction(db, principal, transaction_id)
 
 
 @router.post(
