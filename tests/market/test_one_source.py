@@ -29,7 +29,12 @@ from diboas.db.urls import plain_url
 from diboas.ledger import service as ledger
 from diboas.ledger.models import AccountKind, Domain, OwnerType
 from diboas.market.prices import PRICES_SERVICE, PriceService, exchange_feed
-from diboas.providers.exchange import ExchangeUnavailableError, OrderBook, SandboxExchange
+from diboas.providers.exchange import (
+    ExchangeUnavailableError,
+    OrderBook,
+    SandboxExchange,
+    VenueModel,
+)
 from diboas.providers.exchange_feed import ExchangePriceFeed
 from diboas.providers.exchange_routing import VENUES_SERVICE
 from diboas.providers.resilience import CircuitBreaker, Failover, ProviderSlot, RetryPolicy
@@ -235,3 +240,29 @@ async def test_a_feed_that_stops_answering_serves_its_last_prices_marked_stale()
     clock.at = datetime.now(UTC)
     back = await service.valuation(["BTC"])
     assert back.prices["BTC"] == Decimal("99999.00") and not back.stale
+
+
+async def test_each_asset_is_priced_by_a_venue_that_trades_it() -> None:
+    prices = SetPrices(BTC="50000", ETH="2500")
+    btc_only = SandboxExchange(
+        name="btc-only",
+        model=VenueModel(
+            half_spread=Decimal(0),
+            level_step=Decimal("0.001"),
+            levels=2,
+            level_quantity={"BTC": Decimal(1)},
+            taker_fee=Decimal("0.001"),
+        ),
+        feed=prices,
+    )
+    both = SandboxExchange(name="both", model=model("0.001"), feed=prices)
+    failover = Failover(
+        [
+            ProviderSlot("btc-only", btc_only, CircuitBreaker("btc-only")),
+            ProviderSlot("both", both, CircuitBreaker("both")),
+        ],
+        policy=RetryPolicy(attempts=1, base_delay=0, timeout=5),
+    )
+    feed = ExchangePriceFeed(failover)
+    found = await feed.prices_usd(["BTC", "ETH", "USDC"], datetime.now(UTC))
+    assert found == {"BTC": Decimal("50000.00"), "ETH": Decimal("2500.00"), "USDC": Decimal(1)}

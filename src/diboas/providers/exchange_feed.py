@@ -63,10 +63,14 @@ class ExchangePriceFeed:
             if asset in PEGGED:
                 found[asset] = (PEGGED[asset], at)
                 continue
-            if asset not in self.assets():
+            # Only the venues that trade the asset are asked (one listing fewer markets than
+            # another must not fail the whole snapshot).
+            trading = [s for s in self.venues.slots if asset in s.implementation.assets()]
+            if not trading:
                 raise PriceUnavailableError(f"no price for {asset}", details={"asset": asset})
+            venues = Failover(trading, policy=self.venues.policy)
             try:
-                _, ticker = await self.venues.run(functools.partial(_ticker, asset=asset))
+                _, ticker = await venues.run(functools.partial(_ticker, asset=asset))
             except ProviderError as exc:
                 raise PriceUnavailableError(
                     f"no exchange could price {asset}",
