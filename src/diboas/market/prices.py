@@ -135,7 +135,11 @@ class PriceService:
         wanted = sorted(set(assets))
         if at is not None:
             at = at.astimezone(UTC)
-            values = await self.feed.prices_usd(wanted, at)
+            # An instant asked for explicitly is priced from the feed's history when it has
+            # one (the exchanges' feed does), so the same as_of is valued the same now and
+            # later; a live ticker would answer an instant of the last few seconds instead.
+            source: PriceFeed = getattr(self.feed, "history", None) or self.feed
+            values = await source.prices_usd(wanted, at)
             return Valuation(at, values, dict.fromkeys(values, at))
         snapshot = await self._now()
         missing = [asset for asset in wanted if asset not in snapshot.prices]
