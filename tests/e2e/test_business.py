@@ -123,6 +123,7 @@ async def test_a_business_pays_its_payroll_in_the_browser(
 
     for tail, name in (
         ("/members", "business-members"),
+        ("/yield", "business-yield"),
         ("/api-keys", "business-api-keys"),
         ("/allowlist", "business-allowlist"),
         ("/exports", "business-exports"),

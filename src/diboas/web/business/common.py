@@ -23,6 +23,7 @@ from diboas.business.access import (
     READ_PAYOUTS,
     READ_TRANSACTIONS,
     READ_TREASURY,
+    READ_TREASURY_DEFI,
     WRITE_PAYOUTS,
     Action,
     OrgRole,
@@ -117,6 +118,7 @@ def principal_of(page: Page) -> Principal:
 # What the organisation's navigation shows to each role (the pages check again).
 _NAV: tuple[tuple[str, str, Action], ...] = (
     ("", "Treasury", READ_TREASURY),
+    ("/yield", "Yield", READ_TREASURY_DEFI),
     ("/members", "Members", READ_ORGANISATION),
     ("/payouts", "Payouts", READ_PAYOUTS),
     ("/exports", "Exports", READ_TRANSACTIONS),

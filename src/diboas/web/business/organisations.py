@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
 from diboas.balances import service as balances
-from diboas.business import schemas
+from diboas.business import schemas, treasury_defi
 from diboas.business.access import MANAGE, PERMISSION, READ_TREASURY, client_address
 from diboas.business.service import allowlist, exports, organisations
 from diboas.compliance import audit, limits
@@ -118,13 +118,19 @@ async def _treasury_page(page: Page, values: dict[str, str], errors: FormErrors)
 
     snap, movements = await page.db.run(read)
     # Valued after the transaction: the price feed is never asked while a connection is held.
-    prices = service_for(page.request.app.state.services)
+    services = page.request.app.state.services
+    prices = service_for(services)
     _, quotes = await prices.prices_for(balances.assets_to_price(snap), None)
+    try:
+        defi = await treasury_defi.summary(page.db, services, principal_of(page))
+    except DomainError:
+        defi = None  # a vault that cannot be read now: the yield page says why
     return render(
         page,
         "business/treasury.html",
         {
             "sheet": balances.value(snap, quotes),
+            "defi": defi,
             "movements": movements,
             "values": values,
             "errors": errors,

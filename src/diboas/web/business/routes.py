@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from diboas.web.business import credentials, members, organisations, payouts, reports
+from diboas.web.business import (
+    credentials,
+    members,
+    organisations,
+    payouts,
+    reports,
+    yield_pages,
+)
 from diboas.web.routing import WebRoute
 
 
@@ -15,4 +22,5 @@ def all_routes() -> list[WebRoute]:
         *credentials.org_routes.routes,
         *payouts.org_routes.routes,
         *reports.org_routes.routes,
+        *yield_pages.org_routes.routes,
     ]
