@@ -259,7 +259,7 @@ def org_access(action: Action) -> Any:
         if credentials is None or credentials.scheme.lower() != "bearer":
             raise UnauthorizedError("sign in or present an API key to continue")
         if credentials.credentials.startswith(api_keys.KEY_MARK):
-            return await _with_key(request, settings, db, organisation_id, credentials, action)
+            return await _with_key(request, db, organisation_id, credentials, action)
         caller = await authenticate(request, settings, db, credentials)
         return await authorise_member(request, db, organisation_id, caller.user, action)
 
@@ -286,13 +286,12 @@ async def authorise_member(
 
 async def _with_key(
     request: Request,
-    settings: Settings,
     db: DatabaseDep,
     organisation_id: uuid.UUID,
     credentials: HTTPAuthorizationCredentials,
     action: Action,
 ) -> Principal:
-    key = await db.read_one(lambda s: api_keys.verify(s, settings, credentials.credentials))
+    key = await db.read_one(lambda s: api_keys.verify(s, credentials.credentials))
     if key.organisation_id != organisation_id:
         raise OrganisationNotFoundError("no such organisation")
     found = await db.read_one(lambda s: repository.access(s, organisation_id, None))

@@ -61,7 +61,6 @@ async def create_api_key(
     request: Request,
     response: Response,
     db: DatabaseDep,
-    settings: SettingsDep,
 ) -> schemas.IssuedApiKeyOut:
     response.headers["Cache-Control"] = "no-store"
     context = principal.audit_context(request)
@@ -69,7 +68,6 @@ async def create_api_key(
     issued = await db.run(
         lambda s: api_keys.create(
             s,
-            settings,
             organisation_id=principal.organisation_id,
             name=body.name,
             scopes=list(body.scopes),

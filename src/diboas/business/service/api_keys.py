@@ -25,7 +25,6 @@ from diboas.business.repository import ApiKey
 from diboas.compliance import audit
 from diboas.compliance.audit import AuditContext
 from diboas.kit.errors import InvalidRequestError
-from diboas.settings import Settings
 
 KEY_MARK = "dbk_"
 # What an API key may be allowed to do. Managing members, keys, the allow-list and funding
@@ -68,7 +67,6 @@ def check_scopes(scopes: Sequence[str]) -> list[str]:
 
 async def create(
     session: AsyncSession,
-    settings: Settings,
     *,
     organisation_id: uuid.UUID,
     name: str,
@@ -123,7 +121,7 @@ async def revoke(
     return key
 
 
-async def verify(session: AsyncSession, settings: Settings, presented: str) -> ApiKey:
+async def verify(session: AsyncSession, presented: str) -> ApiKey:
     """The live key ``presented`` is, or 401 (unknown, malformed, wrong secret, revoked)."""
     found = _KEY_FORMAT.fullmatch(presented)
     if found is None:

@@ -50,7 +50,6 @@ async def create_key(page: Page) -> Response:
     async def work(session: AsyncSession) -> dict[str, Any]:
         created = await api_keys.create(
             session,
-            page.settings,
             organisation_id=principal.organisation_id,
             name=body.name,
             scopes=list(body.scopes),
