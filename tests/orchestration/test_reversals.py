@@ -171,6 +171,73 @@ async def test_a_chargeback_reverses_once_and_stale_webhooks_change_nothing(
     await assert_ledger_clean(engine)
 
 
+async def test_a_chargeback_won_back_returns_the_money_and_pays_the_debt_off_first(
+    faulty_client: httpx.AsyncClient, engine: AsyncEngine, localstripe: str
+) -> None:
+    ada = await approved_user(faulty_client, engine)
+    bob = await approved_user(faulty_client, engine)
+    deposit = await card_deposit(faulty_client, ada, "50.00")
+    deposit_id = str(deposit["id"])
+    assert (await final_state(faulty_client, ada, deposit_id))["status"] == "completed"
+    credited = Decimal("50.00") - Decimal(deposit["fee"])
+    [intent] = await charges_for(localstripe, deposit_id)
+    sent = await faulty_client.post(  # Ada spends 30 before the chargeback
+        f"{API}/banking/transfers",
+        headers={**ada["headers"], "Idempotency-Key": str(uuid.uuid4())},
+        json={"recipient_email": bob["email"], "amount": "30.00", "currency": "USD"},
+    )
+    assert sent.status_code == 201, sent.text
+
+    dispute = {
+        "id": f"dp_{uuid.uuid4().hex[:24]}",
+        "object": "dispute",
+        "amount": 5000,
+        "currency": "usd",
+        "payment_intent": intent["id"],
+        "charge": f"ch_{uuid.uuid4().hex[:24]}",
+        "reason": "fraudulent",
+        "status": "needs_response",
+        "created": int(time.time()),
+    }
+
+    async def deliver(kind: str, **changes: Any) -> str:
+        body, signature = signed_event(kind, {**dispute, **changes})
+        answer = await faulty_client.post(
+            f"{API}/webhooks/stripe", content=body, headers={"Stripe-Signature": signature}
+        )
+        assert answer.status_code == 200, answer.text
+        return str(answer.json()["outcome"])
+
+    # A dispute lost, or still open, gives nothing back.
+    assert await deliver("charge.dispute.closed", status="lost") == "ignored"
+    assert await deliver("charge.dispute.created") == "reversed"
+    usd = await _usd(faulty_client, ada)
+    owed = Decimal("30.00")  # what she spent of it (the rest was taken from her balance)
+    assert (usd["available"], usd["owed"]) == ("0.00", str(owed))
+
+    # Won: the money comes back once, whichever of the two events arrives first or again.
+    assert await deliver("charge.dispute.funds_reinstated", status="won") == "reinstated"
+    assert await deliver("charge.dispute.closed", status="won") == "nothing_to_reinstate"
+    assert await deliver("charge.dispute.funds_reinstated", status="won") == "nothing_to_reinstate"
+    usd = await _usd(faulty_client, ada)
+    # What the chargeback took (the 50.00 less the deposit's fee) is back: the debt is paid
+    # off first and the rest is available again, so Ada may move money out again.
+    assert (usd["available"], usd["owed"]) == (str(credited - owed), "0.00")
+    history = (
+        await faulty_client.get(f"{API}/transactions?type=reinstatement", headers=ada["headers"])
+    ).json()["items"]
+    assert [(t["amount"], t["related_transaction_id"]) for t in history] == [
+        (str(credited), deposit_id)
+    ]
+    out = await faulty_client.post(
+        f"{API}/banking/transfers",
+        headers={**ada["headers"], "Idempotency-Key": str(uuid.uuid4())},
+        json={"recipient_email": bob["email"], "amount": "1.00", "currency": "USD"},
+    )
+    assert out.status_code == 201, out.text
+    await assert_ledger_clean(engine)
+
+
 async def test_support_refunds_part_of_a_card_deposit_through_stripe(
     faulty_client: httpx.AsyncClient, engine: AsyncEngine, localstripe: str
 ) -> None:

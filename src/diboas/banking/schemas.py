@@ -26,6 +26,7 @@ TransactionType = Literal[
     "defi_withdraw",
     "reversal",
     "crypto_deposit",
+    "reinstatement",
 ]
 TransactionStatus = Literal["pending", "processing", "completed", "failed", "reversed"]
 DepositMethod = Literal["card", "ach"]

@@ -1,6 +1,7 @@
 """Provider webhooks: verified by signature, processed idempotently.
 
-A dispute (chargeback) reverses the deposit it names (``banking.service.reversals``), once.
+A dispute (chargeback) reverses the deposit it names (``banking.service.reversals``), once;
+a dispute won (its funds reinstated) gives the customer back what the chargeback took, once.
 
 ``POST /api/v1/webhooks/stripe``: Stripe signs each event with the endpoint's secret; an event
 that fails verification is refused (400) and changes nothing. A PaymentIntent that succeeded or
@@ -38,6 +39,10 @@ _SETTLING = frozenset(
 # The cardholder's bank takes the money when a dispute opens (funds_withdrawn follows
 # created; both name the dispute, which is reversed once).
 _DISPUTED = frozenset({"charge.dispute.created", "charge.dispute.funds_withdrawn"})
+# The money comes back when the platform wins: funds_reinstated, or closed with "won" (either
+# may arrive first; both name the dispute, which is reinstated once).
+_REINSTATED = "charge.dispute.funds_reinstated"
+_CLOSED = "charge.dispute.closed"
 
 
 class WebhookRefusedError(DomainError):
@@ -84,9 +89,12 @@ async def stripe_webhook(
                 "the webhook could not be verified", details={"reason": exc.code}
             ) from exc
         outcome = "ignored"
-        if event.type in _DISPUTED and event.dispute is not None:
-            dispute = event.dispute
+        dispute = event.dispute
+        won = event.type == _REINSTATED or (event.type == _CLOSED and _won(dispute))
+        if event.type in _DISPUTED and dispute is not None:
             outcome = await db.run(lambda s: _charge_back(s, dispute))
+        elif won and dispute is not None:
+            outcome = await db.run(lambda s: _reinstate(s, dispute))
         elif event.type in _SETTLING:
             # Events arrive late, twice and out of order: act on the payment as Stripe has it
             # now, not on the event's snapshot of it (a stale "failed" after a success, say).
@@ -122,6 +130,25 @@ async def _settle(session: AsyncSession, payment: PaymentResult, event_id: str) 
         session, transaction_id, payment, source=f"webhook:{event_id}"
     )
     return "settled" if closed is not None else "already_settled"
+
+
+def _won(dispute: Dispute | None) -> bool:
+    return dispute is not None and dispute.status == "won"
+
+
+async def _reinstate(session: AsyncSession, dispute: Dispute) -> str:
+    deposit_id = await repository.transaction_id_for_provider_reference(
+        session, "stripe", dispute.payment_reference
+    )
+    if deposit_id is None:
+        return "unknown_payment"
+    done = await reversals.reinstate(
+        session,
+        deposit_id,
+        dispute.id,
+        "Chargeback won back: the card payment stands and its money is yours again.",
+    )
+    return "reinstated" if done is not None else "nothing_to_reinstate"
 
 
 async def _charge_back(session: AsyncSession, dispute: Dispute) -> str:

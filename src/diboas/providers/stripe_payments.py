@@ -131,6 +131,7 @@ class Dispute:
     amount: Decimal
     currency: str
     reason: str
+    status: str = ""  # needs_response, under_review, won, lost…
 
 
 @dataclass(frozen=True, slots=True)
@@ -387,6 +388,7 @@ class StripePayments:
                 amount=from_minor_units(subject.amount, subject.currency),
                 currency=subject.currency.upper(),
                 reason=str(subject.reason),
+                status=str(getattr(subject, "status", "") or ""),
             )
         return WebhookEvent(
             id=event.id,

@@ -65,6 +65,8 @@ TYPE_LABELS = {
     "defi_deposit": "DeFi deposit",
     "defi_withdraw": "DeFi withdrawal",
     "reversal": "Reversal",
+    "crypto_deposit": "Crypto deposit",
+    "reinstatement": "Chargeback won back",
 }
 
 

@@ -1,5 +1,5 @@
 """Reversals: money that came in and is taken back — a card refund, a chargeback (dispute),
-a returned bank debit (ACH return).
+a returned bank debit (ACH return) — and a chargeback won back (reinstatement).
 
 A reversal is the mirror image of the deposit's own ledger entry, posted as a new entry
 (the journal is append-only), plus a ``reversal`` transaction in the customer's history;
@@ -12,6 +12,11 @@ leaves: ``AccountFrozenError``), and incoming deposits pay the debt off first.
 
 Each reversal is processed once: its ledger entry carries the provider's reference for it
 (``reversal:<reference>``), checked under the deposit's row lock.
+
+A dispute the platform wins gives the chargeback back (``reinstate``): the chargeback's entry
+turned around once more (``reinstatement:<dispute>``), the customer's share paying off what
+they owe first, and a ``reinstatement`` row in their history. The deposit keeps its
+``reversed`` status: it was reversed, and the reinstatement is a movement of its own.
 """
 
 from __future__ import annotations
@@ -186,3 +191,65 @@ async def _mirror(
         owed = await owed_account(session, deposit.user_id, deposit.asset)
         postings.append((owed, -(taken - from_available)))
     return postings
+
+
+async def reinstate(
+    session: AsyncSession, deposit_id: uuid.UUID, reference: str, reason: str
+) -> Transaction | None:
+    """Give back what the reversal ``reference`` (a dispute since won) took from a deposit;
+    None if it was given back already, or if that reversal never took anything."""
+    deposit = await repository.get_transaction(session, deposit_id, lock=True)
+    if deposit is None or deposit.type != "deposit":
+        raise NotReversibleError("no such deposit", details={"id": str(deposit_id)})
+    entry_reference = f"reinstatement:{reference}"
+    taken = await ledger.entry_postings(session, f"reversal:{reference}")
+    if not taken or await repository.entry_exists(session, entry_reference):
+        return None
+    available = await banking_account(session, deposit.user_id, deposit.asset)
+    owed = await owed_account(session, deposit.user_id, deposit.asset)
+    customer = {available.id, owed.id}
+    # The platform's legs turned around exactly; the customer gets back, in one sum, what the
+    # reversal took from their available money and put on their debt.
+    postings = [
+        (await ledger.get_account(session, account_id), -posted)
+        for account_id, posted in taken
+        if account_id not in customer
+    ]
+    returned = -sum((posted for account_id, posted in taken if account_id in customer), Decimal(0))
+    postings.append((available, returned))
+    postings.extend(await repayment_postings(session, deposit.user_id, deposit.asset, returned))
+    await ledger.post_entry(
+        session,
+        kind="banking.reinstatement",
+        postings=postings,
+        reference=entry_reference,
+        metadata={"transaction_id": str(deposit.id), "reversal": reference},
+    )
+    reinstatement_id = uuid7()
+    await repository.insert_transactions(
+        session,
+        [
+            NewTransaction(
+                id=reinstatement_id,
+                user_id=deposit.user_id,
+                type="reinstatement",
+                status="completed",
+                asset=deposit.asset,
+                amount=returned,
+                method=deposit.method,
+                provider=deposit.provider,
+                related_transaction_id=deposit.id,
+                description=reason[:500],
+                metadata={"reference": reference},
+            )
+        ],
+    )
+    await audit.record(
+        session,
+        SYSTEM,
+        "banking.deposit.reinstated",
+        subject_type="transaction",
+        subject_id=deposit.id,
+        details={"user_id": str(deposit.user_id), "amount": str(returned), "reference": reference},
+    )
+    return await repository.get_transaction(session, reinstatement_id)
