@@ -56,6 +56,12 @@ class Settings(BaseSettings):
     # is signed under secret_key. Drop one once what it signed has expired (sessions: 30 days).
     secret_key_previous: list[SecretStr] = Field(default_factory=list)
     encryption_key: SecretStr = SecretStr(DEFAULT_ENCRYPTION_KEY)
+    # Data at rest is sealed under encryption_key as this version. A rotation adds a version:
+    # the new secret becomes encryption_key under a higher version, the old one moves to
+    # encryption_keys_previous (JSON, {"1": "old secret"}) so what it sealed still opens until
+    # `diboas keys reseal` has moved every row and `diboas keys status` shows none left on it.
+    encryption_key_version: int = Field(default=1, ge=1, le=32767)  # stored as smallint
+    encryption_keys_previous: dict[int, SecretStr] = Field(default_factory=dict)
 
     # --- identity --------------------------------------------------------------------
     # JWT signing keys by key id, as JSON ({"kid": "secret", ...}); empty: one key derived
@@ -236,6 +242,20 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
+    def _previous_encryption_keys_are_other_versions(self) -> Settings:
+        for version in self.encryption_keys_previous:
+            if not 1 <= version <= 32767:
+                raise ValueError(
+                    f"DIBOAS_ENCRYPTION_KEYS_PREVIOUS: version {version} is not 1-32767"
+                )
+            if version == self.encryption_key_version:
+                raise ValueError(
+                    f"DIBOAS_ENCRYPTION_KEYS_PREVIOUS lists version {version}, the current "
+                    "version (DIBOAS_ENCRYPTION_KEY_VERSION)"
+                )
+        return self
+
+    @model_validator(mode="after")
     def _refuse_default_secrets_in_production(self) -> Settings:
         if self.env != "production":
             return self
@@ -247,6 +267,14 @@ class Settings(BaseSettings):
                 *(
                     ("DIBOAS_SECRET_KEY_PREVIOUS", previous, DEFAULT_SECRET_KEY)
                     for previous in self.secret_key_previous
+                ),
+                *(
+                    (
+                        f"DIBOAS_ENCRYPTION_KEYS_PREVIOUS[{version}]",
+                        previous,
+                        DEFAULT_ENCRYPTION_KEY,
+                    )
+                    for version, previous in sorted(self.encryption_keys_previous.items())
                 ),
             )
             if value.get_secret_value() == default or len(value.get_secret_value()) < 32
@@ -263,6 +291,13 @@ class Settings(BaseSettings):
         return tuple(
             key.get_secret_value().encode() for key in (self.secret_key, *self.secret_key_previous)
         )
+
+    @property
+    def encryption_keys(self) -> dict[int, str]:
+        """Every encryption secret by key version, the current one included."""
+        keys = {v: secret.get_secret_value() for v, secret in self.encryption_keys_previous.items()}
+        keys[self.encryption_key_version] = self.encryption_key.get_secret_value()
+        return keys
 
     @property
     def email_verification_required(self) -> bool:

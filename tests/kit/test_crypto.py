@@ -1,12 +1,12 @@
 """AES-256-GCM under versioned keys (kit/crypto): round trips, binding to a context, tamper
-detection, rotation by adding a version, fingerprints that survive rotation."""
+detection, rotation by adding a version, fingerprints per version that survive rotation."""
 
 from __future__ import annotations
 
 import pytest
 from pydantic import SecretStr
 
-from diboas.kit.crypto import NONCE_BYTES, DecryptionError, KeyRing, Sealed
+from diboas.kit.crypto import NONCE_BYTES, DecryptionError, KeyRing, KeyUnavailableError, Sealed
 from diboas.settings import Settings
 
 CONTEXT = b"bank_accounts:1:2"
@@ -50,11 +50,32 @@ def test_rotation_adds_a_version_and_old_rows_still_open() -> None:
     assert sealed_v2.key_version == 2 and rotated.versions == (1, 2)
     assert rotated.decrypt(sealed_v1, context=CONTEXT) == b"111122223333"
     assert rotated.decrypt(sealed_v2, context=CONTEXT) == b"444455556666"
-    # A ring that lacks the row's version says so instead of guessing.
-    with pytest.raises(DecryptionError, match="version 2"):
+    # A ring that lacks the row's version says so instead of guessing: a clear 503, not a bug.
+    with pytest.raises(KeyUnavailableError, match="version 2") as refused:
         old.decrypt(sealed_v2, context=CONTEXT)
-    # Fingerprints stay comparable across the rotation (duplicates are still found).
-    assert old.fingerprint(b"x", purpose="p") == rotated.fingerprint(b"x", purpose="p")
+    assert refused.value.status_code == 503 and refused.value.details == {"key_version": 2}
+    assert refused.value.code == "encryption_key_unavailable"
+    assert isinstance(refused.value, DecryptionError)
+    # Fingerprints are made under the current version; the old version's still match, so a
+    # value fingerprinted before the rotation is found by asking under every version.
+    before = old.fingerprint(b"x", purpose="p")
+    assert rotated.fingerprint(b"x", purpose="p", version=1) == before
+    assert rotated.fingerprint(b"x", purpose="p") != before
+    assert rotated.fingerprints(b"x", purpose="p") == {
+        1: before,
+        2: rotated.fingerprint(b"x", purpose="p"),
+    }
+    with pytest.raises(KeyUnavailableError):
+        old.fingerprint(b"x", purpose="p", version=2)
+    assert old.can_open(1) and not old.can_open(2) and rotated.can_open(2)
+
+
+def test_version_one_fingerprints_match_those_stored_before_versioning() -> None:
+    # Fingerprints in bank_accounts were made before they recorded a version; version 1 must
+    # keep producing exactly them (computed by the earlier kit/crypto for this secret).
+    keys = KeyRing({1: "secret-one", 2: "secret-two"}, current=2)
+    digest = keys.fingerprint(b"011000015:000123456789", purpose="bank_account", version=1)
+    assert digest.hex() == "3bbfb484d830b43b9a839d9d28cb3dfe277055660acdb58e336136a34eefe758"
 
 
 def test_fingerprints_are_keyed_and_separate_purposes() -> None:
