@@ -39,9 +39,10 @@ from diboas.providers.exchange_feed import ExchangePriceFeed
 from diboas.providers.exchange_routing import VENUES_SERVICE
 from diboas.providers.resilience import CircuitBreaker, Failover, ProviderSlot, RetryPolicy
 from tests.api.conftest import Mailbox, _client, settings_for_tests
-from tests.banking.helpers import API, balance
+from tests.banking.helpers import API, balance, fund
 from tests.investing.helpers import SetPrices, funded, model, venues
 from tests.orchestration.conftest import assert_ledger_clean
+from tests.web.helpers import web_sign_up
 
 QUOTES = f"{API}/investing/quotes"
 ORDERS = f"{API}/investing/orders"
@@ -202,6 +203,27 @@ async def test_balance_valued_from_a_stale_feed_says_so(
         assert app_services[PRICES_SERVICE].max_age == timedelta(seconds=60)
         folio = (await client.get(f"{API}/investing/portfolio", headers=ada["headers"])).json()
         assert folio["price_stale"] is True and folio["holdings"][0]["price_stale"] is True
+
+
+async def test_the_web_dashboard_marks_values_from_a_stale_feed(
+    database_url: URL, mailbox: tuple[Mailbox, int], engine: AsyncEngine, sessions: SessionFactory
+) -> None:
+    prices = SetPrices(BTC="50000")
+    venue, failover = faulty_venues(prices)
+    async with app_client(database_url, mailbox[1], {VENUES_SERVICE: failover}) as (client, _):
+        email = await web_sign_up(client)
+        async with engine.connect() as conn:
+            found = await conn.execute(text("SELECT id FROM users WHERE email = :e"), {"e": email})
+            user_id = uuid.UUID(str(found.scalar_one()))
+        await credit_btc(sessions, user_id, "0.01")
+        await fund(sessions, user_id, "10.00")
+        venue.lag = timedelta(minutes=10)  # the ticker the feed reads is ten minutes old
+        stale = await client.get("/app")
+        assert stale.status_code == 200
+        assert 'data-testid="price-stale"' in stale.text
+        # BTC's value is marked with when its price was seen; USD (the unit) never is.
+        assert '$500.00 <span class="muted">(last known,' in stale.text
+        assert stale.text.count("(last known,") == 1
 
 
 class Clock:

@@ -27,6 +27,4 @@ async def get_balances(
     response.headers["Cache-Control"] = "no-store"
     at = parse_as_of(as_of)
     snap = await db.run(lambda s: service.snapshot(s, owner_id=caller.id, at=at))
-    found = await prices.valuation(service.assets_to_price(snap), at)
-    sheet = service.value(snap, found.prices, priced_at=found.priced_at, stale=found.stale)
-    return BalancesOut.of(sheet)
+    return BalancesOut.of(await service.valued(prices, snap, at))

@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from diboas.balances import repository
 from diboas.balances.repository import Snapshot
 from diboas.ledger.models import AccountKind, Domain, OwnerType
+from diboas.market.prices import PriceService
 
 CUSTOMER_DOMAINS = (Domain.BANKING, Domain.INVESTING, Domain.DEFI)
 _CENT = Decimal("0.01")
@@ -136,3 +137,11 @@ def value(
         domains=domains,
         assets=assets,
     )
+
+
+async def valued(prices: PriceService, snap: Snapshot, at: datetime | None) -> BalanceSheet:
+    """``snap`` valued in USD at ``at`` (now: None) by the platform's one price source, each
+    value saying when its price was observed and whether it is stale. Called after the
+    snapshot's transaction: the price feed is never asked while a connection is held."""
+    found = await prices.valuation(assets_to_price(snap), at)
+    return value(snap, found.prices, priced_at=found.priced_at, stale=found.stale)

@@ -213,8 +213,7 @@ async def get_treasury(
             s, owner_id=principal.organisation_id, at=at, owner_type=OwnerType.ORGANISATION
         )
     )
-    _, quotes = await prices.prices_for(balances.assets_to_price(snap), at)
-    sheet = BalancesOut.of(balances.value(snap, quotes))
+    sheet = BalancesOut.of(await balances.valued(prices, snap, at))
     # The positions valued at the vault now (the ledger's defi domain holds their booked value).
     defi = await treasury_defi.summary(db, request.app.state.services, principal)
     return schemas.TreasuryOut.model_validate({**sheet.model_dump(), "defi": defi})

@@ -119,8 +119,7 @@ async def _treasury_page(page: Page, values: dict[str, str], errors: FormErrors)
     snap, movements = await page.db.run(read)
     # Valued after the transaction: the price feed is never asked while a connection is held.
     services = page.request.app.state.services
-    prices = service_for(services)
-    _, quotes = await prices.prices_for(balances.assets_to_price(snap), None)
+    sheet = await balances.valued(service_for(services), snap, None)
     try:
         defi = await treasury_defi.summary(page.db, services, principal_of(page))
     except DomainError:
@@ -129,7 +128,7 @@ async def _treasury_page(page: Page, values: dict[str, str], errors: FormErrors)
         page,
         "business/treasury.html",
         {
-            "sheet": balances.value(snap, quotes),
+            "sheet": sheet,
             "defi": defi,
             "movements": movements,
             "values": values,

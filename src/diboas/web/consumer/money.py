@@ -63,9 +63,7 @@ async def dashboard(page: Page) -> Response:
 
     snap, recent, limit_rows = await page.db.run(read)
     # Valued after the transaction: the price feed is never asked while a connection is held.
-    prices = service_for(page.request.app.state.services)
-    _, quotes = await prices.prices_for(balances.assets_to_price(snap), None)
-    sheet = balances.value(snap, quotes)
+    sheet = await balances.valued(service_for(page.request.app.state.services), snap, None)
     return page.render(
         "consumer/dashboard.html",
         {
