@@ -9,10 +9,9 @@ off the organisation's IP allow-list → 403 (audited, as in the API), a role to
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
 from diboas.business.access import (
@@ -37,9 +36,7 @@ from diboas.business.errors import (
     OrganisationRoleError,
 )
 from diboas.identity.dependencies import ForbiddenError
-from diboas.kit.errors import DomainError, IdempotencyKeyInFlightError, IdempotencyKeyReusedError
-from diboas.ledger.idempotency import IdempotencyPolicy, run_idempotent
-from diboas.web.consumer.movements import FormAlreadySentError, StoredRefusalError, new_form_key
+from diboas.kit.errors import DomainError
 from diboas.web.routing import FormReader, Guard, Handler, Page, WebRoute, WebRoutes
 
 HOME = "/business"
@@ -183,31 +180,3 @@ def path_uuid(page: Page, name: str) -> uuid.UUID | None:
         return uuid.UUID(page.request.path_params[name])
     except ValueError:
         return None
-
-
-Work = Callable[[AsyncSession], Awaitable[dict[str, Any]]]
-
-
-async def once(page: Page, scope: str, request: dict[str, Any], work: Work) -> tuple[Any, bool]:
-    """Run a form's work once for the key it carried since it was rendered (a resent form —
-    a double click, a reload — gets the first answer again); (stored body, replayed)."""
-
-    async def accept(session: AsyncSession) -> tuple[int, Any]:
-        return 201, await work(session)
-
-    try:
-        stored = await run_idempotent(
-            page.db.sessions,
-            scope=scope,
-            key=page.field("form_key") or new_form_key(),
-            request={"web": request},
-            work=accept,
-            policy=IdempotencyPolicy.from_settings(page.settings),
-        )
-    except IdempotencyKeyReusedError:
-        raise FormAlreadySentError("this form was already sent; open it again") from None
-    except IdempotencyKeyInFlightError:
-        raise FormAlreadySentError("this form is being sent; wait a moment") from None
-    if stored.status_code >= 400:  # a refusal stored by the first send
-        raise StoredRefusalError(stored.status_code, stored.body)
-    return stored.body, stored.replayed

@@ -14,8 +14,8 @@ from diboas.business import schemas
 from diboas.business.access import MANAGE, loopback_allowed
 from diboas.business.service import allowlist, api_keys
 from diboas.kit.errors import DomainError
-from diboas.web.business.common import OrgRoutes, once, org_url, path_uuid, principal_of, render
-from diboas.web.consumer.movements import new_form_key
+from diboas.web.business.common import OrgRoutes, org_url, path_uuid, principal_of, render
+from diboas.web.consumer.movements import new_form_key, once
 from diboas.web.forms import FormErrors, validate
 from diboas.web.routing import Page
 

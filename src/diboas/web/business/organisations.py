@@ -17,8 +17,8 @@ from diboas.compliance import audit, limits
 from diboas.kit.errors import DomainError
 from diboas.ledger.models import OwnerType
 from diboas.market.prices import service_for
-from diboas.web.business.common import HOME, OrgRoutes, once, org_url, principal_of, render
-from diboas.web.consumer.movements import new_form_key
+from diboas.web.business.common import HOME, OrgRoutes, org_url, principal_of, render
+from diboas.web.consumer.movements import new_form_key, once
 from diboas.web.forms import FormErrors, validate
 from diboas.web.routing import Page, WebRoutes
 

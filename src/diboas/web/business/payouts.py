@@ -17,13 +17,12 @@ from diboas.kit.errors import DomainError
 from diboas.web.business.common import (
     OrgRoutes,
     not_found,
-    once,
     org_url,
     path_uuid,
     principal_of,
     render,
 )
-from diboas.web.consumer.movements import new_form_key
+from diboas.web.consumer.movements import new_form_key, once
 from diboas.web.forms import FormErrors
 from diboas.web.routing import Page
 

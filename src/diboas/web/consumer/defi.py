@@ -16,9 +16,8 @@ from starlette.responses import Response
 from diboas.compliance import audit
 from diboas.defi import schemas, steps, views
 from diboas.defi.repository import list_positions, list_strategies
-from diboas.kit.errors import DomainError, IdempotencyKeyInFlightError, IdempotencyKeyReusedError
-from diboas.ledger.idempotency import IdempotencyPolicy, run_idempotent
-from diboas.web.consumer.movements import FormAlreadySentError, StoredRefusalError, new_form_key
+from diboas.kit.errors import DomainError
+from diboas.web.consumer.movements import new_form_key, once
 from diboas.web.forms import FormErrors, validate
 from diboas.web.routing import Page, WebRoutes
 
@@ -27,27 +26,12 @@ routes = WebRoutes()
 
 async def _once(page: Page, request: dict[str, Any], work: steps.Work) -> uuid.UUID:
     """Run an accepted movement once for the form's key; its transaction id."""
-    user = page.me()
 
-    async def accept(session: AsyncSession) -> tuple[int, Any]:
-        return 201, views.movement_out(await work(session)).model_dump(mode="json")
+    async def accept(session: AsyncSession) -> dict[str, Any]:
+        return views.movement_out(await work(session)).model_dump(mode="json")
 
-    try:
-        stored = await run_idempotent(
-            page.db.sessions,
-            scope=f"user:{user.id}",
-            key=page.field("form_key") or new_form_key(),
-            request={"web": request},
-            work=accept,
-            policy=IdempotencyPolicy.from_settings(page.settings),
-        )
-    except IdempotencyKeyReusedError:
-        raise FormAlreadySentError("this form was already sent; open it again") from None
-    except IdempotencyKeyInFlightError:
-        raise FormAlreadySentError("this form is being sent; wait a moment") from None
-    if stored.status_code >= 400:
-        raise StoredRefusalError(stored.status_code, stored.body)
-    return uuid.UUID(str(stored.body["id"]))
+    body, _ = await once(page, f"user:{page.me().id}", request, accept)
+    return uuid.UUID(str(body["id"]))
 
 
 @routes.add("/app/defi", access="defi:invest", methods=("GET", "POST"))

@@ -55,6 +55,35 @@ class FormAlreadySentError(DomainError):
     code = "form_already_sent"
 
 
+Work = Callable[[AsyncSession], Awaitable[dict[str, Any]]]
+
+
+async def once(page: Page, scope: str, request: dict[str, Any], work: Work) -> tuple[Any, bool]:
+    """Run a form's work once for the key it carried since it was rendered (a resent form —
+    a double click, a reload — gets the first answer again); (stored body, replayed). A
+    refusal stored by the first send is raised again."""
+
+    async def accept(session: AsyncSession) -> tuple[int, Any]:
+        return 201, await work(session)
+
+    try:
+        stored = await run_idempotent(
+            page.db.sessions,
+            scope=scope,
+            key=page.field("form_key") or new_form_key(),
+            request={"web": request},
+            work=accept,
+            policy=IdempotencyPolicy.from_settings(page.settings),
+        )
+    except IdempotencyKeyReusedError:
+        raise FormAlreadySentError("this form was already sent; open it again") from None
+    except IdempotencyKeyInFlightError:
+        raise FormAlreadySentError("this form is being sent; wait a moment") from None
+    if stored.status_code >= 400:  # a refusal stored by the first send
+        raise StoredRefusalError(stored.status_code, stored.body)
+    return stored.body, stored.replayed
+
+
 def new_form_key() -> str:
     """An idempotency key for a form about to be rendered."""
     return f"web-{uuid.uuid4()}"
