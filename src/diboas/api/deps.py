@@ -40,6 +40,15 @@ class Database:
         reads such as the per-request session check. Anything that writes, or reads twice
         and needs both reads to agree, goes through ``run``.
         """
+        return await self.autocommit(work)
+
+    async def autocommit(self, work: Callable[[Any], Awaitable[T]]) -> T:
+        """Run ``work(session)`` with each statement committed on its own (no BEGIN/COMMIT).
+
+        Only for work that is correct statement by statement: at most one write, which
+        depends on nothing read before it staying true (a fee quote: read the schedule,
+        insert the quote). Everything else goes through ``run``.
+        """
         async with self.engine.connect() as conn:
             autocommit = await conn.execution_options(isolation_level="AUTOCOMMIT")
             async with AsyncSession(bind=autocommit) as session:

@@ -36,7 +36,9 @@ async def quote(
         route, route_fee = await trade_route(
             venues, body.operation, body.trade_asset, body.denomination, body.amount
         )
-    issued = await db.run(
+    # Two statements (read the schedule, insert the quote), each committed on its own: no
+    # BEGIN/COMMIT round trips, and nothing between them needs a transaction.
+    issued = await db.autocommit(
         lambda s: schedule.request_quote(
             s,
             settings,

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from diboas.fees.service import Quote, create_quote
+from diboas.fees.service import DEFAULT_PROVIDER, Quote, applies, price, store_quote
 from diboas.identity.repository import User
 from diboas.kit.errors import DomainError
 from diboas.kit.money import parse_amount
@@ -169,18 +169,35 @@ async def request_quote(
 
     ``amount`` is the request's decimal string, parsed at the currency's scale. ``route`` is
     a provider route chosen beforehand (``provider``, ``reason``), ``route_fee`` its fee.
+
+    Two statements, which need not share a transaction (the session may be in autocommit):
+    the operation's schedule is read once, validated and priced from in Python (the rows
+    ``compute`` would select), and the quote is inserted.
     """
     scale, rows = await quote_basis(session, operation=operation, currency=currency)
     value = parse_amount(amount, scale)
     method = resolve_method(rows, operation=operation, currency=currency, method=method)
-    quote = await create_quote(
+    provider = DEFAULT_PROVIDER if route is None else str(route["provider"])
+    tier = user.kyc_tier
+    fee = price(
+        [
+            row
+            for row in rows
+            if applies(row, currency=currency, method=method, tier=tier, provider=provider)
+        ],
+        amount=value,
+        currency=currency,
+        scale=scale,
+        provider=provider,
+    )
+    quote = await store_quote(
         session,
         settings,
         user=user,
         operation=operation,
         amount=value,
-        currency=currency,
         method=method,
+        fee=fee,
         route=route,
         route_fee=route_fee,
     )

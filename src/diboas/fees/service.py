@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import random
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -120,8 +121,29 @@ async def compute(
     ).all()
     if rows[0].scale is None:
         raise NotFoundError(f"unknown currency {currency}", details={"currency": currency})
-    scale = int(rows[0].scale)
-    rows = [row for row in rows if row.component is not None]
+    priced = [row for row in rows if row.component is not None]
+    return price(
+        priced, amount=amount, currency=currency, scale=int(rows[0].scale), provider=provider
+    )
+
+
+def applies(
+    row: Any, *, currency: str, method: str | None, tier: int | None, provider: str
+) -> bool:
+    """Whether a schedule row prices this movement: ``compute``'s SQL filter, in Python."""
+    return (
+        row.currency == currency
+        and (row.method is None or row.method == method)
+        and (row.tier is None or row.tier == tier)
+        and (row.provider is None or row.provider == provider)
+    )
+
+
+def price(
+    rows: Sequence[Any], *, amount: Decimal, currency: str, scale: int, provider: str
+) -> FeeBreakdown:
+    """The fee the given schedule rows (``component``, ``percent``, ``fixed``, ``minimum``,
+    ``maximum``) set for ``amount``, each component rounded up to ``scale``."""
     # Zero at the currency's scale too, so that every component reads "0.00", never "0".
     zero = Decimal(0).quantize(quantum(scale))
     parts = {"platform": zero, "provider": zero, "network": zero}
@@ -161,6 +183,43 @@ async def create_quote(
         tier=user.kyc_tier,
         provider=provider,
     )
+    return await store_quote(
+        session,
+        settings,
+        user=user,
+        operation=operation,
+        amount=amount,
+        method=method,
+        fee=fee,
+        route=route,
+        route_fee=route_fee,
+    )
+
+
+_STORE_QUOTE = text("""
+    INSERT INTO fee_quotes (id, user_id, operation, method, currency, amount, platform_fee,
+                            provider_fee, network_fee, total_fee, provider, route, expires_at)
+    VALUES (:id, :user_id, :operation, :method, :currency, :amount, :platform, :provider_fee,
+            :network, :total, :provider, CAST(:route AS jsonb), now() + make_interval(secs => :ttl))
+    RETURNING expires_at
+""")
+
+
+async def store_quote(
+    session: AsyncSession,
+    settings: Settings,
+    *,
+    user: User,
+    operation: str,
+    amount: Decimal,
+    method: str | None,
+    fee: FeeBreakdown,
+    route: dict[str, Any] | None = None,
+    route_fee: Decimal = Decimal(0),
+) -> Quote:
+    """Store ``fee`` (priced already; ``route_fee`` is added to its provider part) as a quote
+    that holds for ``fee_quote_ttl_seconds``: one statement."""
+    currency = fee.currency
     if route_fee:
         fee = FeeBreakdown(
             currency, fee.platform, fee.provider + route_fee, fee.network, fee.provider_name
@@ -172,13 +231,7 @@ async def create_quote(
     }
     row = (
         await session.execute(
-            text("""
-                INSERT INTO fee_quotes (id, user_id, operation, method, currency, amount, platform_fee,
-                                        provider_fee, network_fee, total_fee, provider, route, expires_at)
-                VALUES (:id, :user_id, :operation, :method, :currency, :amount, :platform, :provider_fee,
-                        :network, :total, :provider, CAST(:route AS jsonb), now() + make_interval(secs => :ttl))
-                RETURNING expires_at
-            """),
+            _STORE_QUOTE,
             {
                 "id": quote_id,
                 "user_id": user.id,
