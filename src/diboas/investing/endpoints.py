@@ -19,18 +19,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from diboas.api.deps import DatabaseDep, SettingsDep
 from diboas.compliance import audit
 from diboas.fees.service import QuoteMismatchError
-from diboas.identity.dependencies import Caller, CurrentCaller, requires
+from diboas.identity.dependencies import CurrentCaller, requires
 from diboas.investing import repository, schemas, trading
 from diboas.investing import tasks as _tasks  # noqa: F401 - registers the reconcile job
 from diboas.investing.repository import TradeQuote
-from diboas.investing.service import execution, funded, portfolio, quotes, venues_for
-from diboas.investing.views import funded_out, order_out, quote_out, scale_of, usd
+from diboas.investing.service import execution, portfolio, quotes, venues_for
+from diboas.investing.views import order_out, quote_out, scale_of, usd
 from diboas.kit.errors import DomainError, NotFoundError
 from diboas.kit.money import format_amount
 from diboas.ledger.idempotency import IdempotencyPolicy, run_idempotent
 from diboas.market.endpoints import PricesDep
-from diboas.providers.exchange import Exchange
-from diboas.providers.resilience import Failover
 
 router = APIRouter(tags=["investing"])
 
@@ -115,15 +113,20 @@ async def create_order(
     settings: SettingsDep,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
-    venues = venues_for(request.app.state.services, settings)
+    services = request.app.state.services
+    venues = venues_for(services, settings)
     trade = quotes.parse_trade(
         venues, side=body.side, asset=body.asset, amount_usd=body.amount_usd, quantity=body.quantity
     )
     quote_ids: list[uuid.UUID] = [] if body.quote_id is None else [body.quote_id]
+    # A deposit-then-buy is priced now, outside any transaction (the reference for its bound).
+    funded = None if body.funding is None else await trading.price_order(db, services, body)
 
     async def accept(session: AsyncSession) -> tuple[int, Any]:
-        if body.funding is not None:
-            return 201, await _accept_funded(session, body, request, caller, venues, trade)
+        if funded is not None:
+            context = audit.request_context(request, caller.user)
+            accepted = await trading.accept_funded(session, db, caller.user, body, funded, context)
+            return 201, accepted.model_dump(mode="json")
         if not quote_ids:
             # Quoted in a transaction of its own, so that an ambiguous venue failure leaves a
             # quote (and its hold) to reconcile; made once even if this unit of work reruns.
@@ -180,32 +183,6 @@ async def create_order(
         content = {"error": {**content["error"], "request_id": request_id}}
     headers = {"Idempotent-Replayed": "true"} if replayed else None
     return JSONResponse(content, status_code=status_code, headers=headers)
-
-
-async def _accept_funded(
-    session: AsyncSession,
-    body: schemas.OrderIn,
-    request: Request,
-    caller: Caller,
-    venues: Failover[Exchange],
-    trade: quotes.TradeRequest,
-) -> dict[str, Any]:
-    """A deposit-then-buy: priced now (the reference for its bound), accepted in this unit
-    of work, bought by ``investing.fund_buy`` once the deposit settles."""
-    settings = request.app.state.settings
-    assert body.funding is not None  # noqa: S101 - the caller checked
-    priced = await quotes.price_trade(venues, trade, max_age=quotes.max_data_age(settings))
-    slippage = body.max_slippage_bps
-    accepted = await funded.accept(
-        session,
-        settings,
-        user_id=caller.id,
-        priced=priced,
-        funding=body.funding,
-        slippage_bps=settings.investing_funded_max_slippage_bps if slippage is None else slippage,
-        context=audit.request_context(request, caller.user),
-    )
-    return funded_out(accepted).model_dump(mode="json")
 
 
 @router.get(

@@ -1,0 +1,95 @@
+"""Buying crypto paid by card from the Invest page (deposit-then-buy): the review states the
+deposit, the fee and the highest price before anything happens; confirming places it once,
+the deposit settles and the purchase is made; a declined card buys nothing."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import httpx
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tests.orchestration.conftest import assert_ledger_clean
+from tests.web.helpers import hidden_fields, post_form, web_sign_up, web_verify
+from tests.web.test_consumer import wait_for_status
+
+_BUY = re.compile(r"^/app/transactions/([0-9a-f-]{36})$")
+_ORDER = {"side": "buy", "asset": "BTC", "amount_usd": "100.00", "quantity": ""}
+
+
+async def _buys(engine: AsyncEngine, email: str) -> list[str]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            text("""SELECT t.status FROM transactions t JOIN users u ON u.id = t.user_id
+                     WHERE u.email = :e AND t.type = 'buy'"""),
+            {"e": email},
+        )
+        return [row.status for row in rows]
+
+
+async def _review(client: httpx.AsyncClient, pay_with: str) -> httpx.Response:
+    review = await post_form(client, "/app/invest", {**_ORDER, "pay_with": pay_with})
+    assert review.status_code == 200, review.text
+    return review
+
+
+async def test_a_purchase_paid_by_card_is_reviewed_placed_once_and_bought(
+    client: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
+    email = await web_sign_up(client)
+    await web_verify(client)
+    page = await client.get("/app/invest")
+    assert '<option value="card:pm_card_visa">' in page.text
+    review = await _review(client, "card:pm_card_visa")
+    assert "Review: buy BTC by card" in review.text
+    assert 'data-testid="review-max-price"' in review.text
+    assert await _buys(engine, email) == []  # a review moves nothing
+
+    form = {**hidden_fields(review.text), "step": "confirm_funded"}
+    placed = await client.post("/app/invest", data=form)
+    assert placed.status_code == 303, placed.text
+    found = _BUY.match(placed.headers["location"])
+    assert found is not None
+    again = await client.post("/app/invest", data=form)  # sent twice: placed once
+    assert again.headers["location"] == placed.headers["location"]
+    assert len(await _buys(engine, email)) == 1
+
+    assert await wait_for_status(client, uuid.UUID(found.group(1))) == "completed"
+    portfolio = await client.get("/app/invest")
+    assert 'data-testid="holding-BTC"' in portfolio.text
+    await assert_ledger_clean(engine)
+
+
+async def test_a_declined_card_buys_nothing_and_says_so(
+    client: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
+    email = await web_sign_up(client)
+    await web_verify(client)
+    review = await _review(client, "card:pm_card_chargeDeclined")
+    placed = await client.post(
+        "/app/invest", data={**hidden_fields(review.text), "step": "confirm_funded"}
+    )
+    found = _BUY.match(placed.headers["location"])
+    assert found is not None
+    assert await wait_for_status(client, uuid.UUID(found.group(1))) == "failed"
+    assert await _buys(engine, email) == ["failed"]
+    assert 'data-testid="holding-BTC"' not in (await client.get("/app/invest")).text
+
+
+async def test_a_funded_purchase_with_a_bad_amount_or_someone_elses_account_is_refused(
+    client: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
+    email = await web_sign_up(client)
+    await web_verify(client)
+    bad = await post_form(
+        client, "/app/invest", {**_ORDER, "amount_usd": "1e3", "pay_with": "card:pm_card_visa"}
+    )
+    assert bad.status_code == 422
+    review = await _review(client, f"ach:{uuid.uuid4()}")  # no such account of theirs
+    stranger = await client.post(
+        "/app/invest", data={**hidden_fields(review.text), "step": "confirm_funded"}
+    )
+    assert stranger.status_code == 404
+    assert await _buys(engine, email) == []
