@@ -115,6 +115,37 @@ async def open_account(
     return _account(row)
 
 
+_FIND_ACCOUNTS = text(f"""
+    SELECT {_ACCOUNT_COLUMNS} FROM accounts a JOIN assets s ON s.code = a.asset
+     WHERE a.owner_type = :owner_type AND a.owner_id = ANY(:owner_ids) AND a.domain = :domain
+       AND a.asset = :asset AND a.kind = :kind AND a.shard = 0
+""")
+
+
+async def find_accounts(
+    session: AsyncSession,
+    *,
+    owner_type: OwnerType,
+    owner_ids: Sequence[uuid.UUID],
+    domain: Domain,
+    asset: str,
+    kind: AccountKind,
+) -> dict[uuid.UUID, Account]:
+    """The existing accounts of several owners with the same identity otherwise, by owner, in
+    one statement (an owner without one is missing: ``open_account`` opens it)."""
+    rows = await session.execute(
+        _FIND_ACCOUNTS,
+        {
+            "owner_type": owner_type.value,
+            "owner_ids": list(owner_ids),
+            "domain": domain.value,
+            "asset": asset,
+            "kind": kind.value,
+        },
+    )
+    return {account.owner_id: account for account in map(_account, rows.mappings())}
+
+
 async def get_account(session: AsyncSession, account_id: int) -> Account:
     """The account with this id, or NotFoundError."""
     row = (await session.execute(_GET_ACCOUNT, {"id": account_id})).mappings().one_or_none()

@@ -32,6 +32,7 @@ from diboas.realtime import events as realtime
 
 open_account = repository.open_account
 get_account = repository.get_account
+find_accounts = repository.find_accounts
 balance = repository.balance
 locked_balance = repository.locked_balance
 entry_postings = repository.entry_postings
@@ -169,6 +170,7 @@ __all__ = [
     "balance",
     "balance_as_of",
     "customer_account",
+    "find_accounts",
     "get_account",
     "open_account",
     "platform_account",

@@ -1,5 +1,6 @@
-"""Banking's services: deposits, withdrawals and transfers (``movements``), their settlement
-by jobs (``settlement``), linked bank accounts and transaction history.
+"""Banking's services: deposits and withdrawals (``movements``), P2P transfers
+(``transfers``), their settlement by jobs (``settlement``), linked bank accounts and
+transaction history.
 
 Services take the session and never commit; the request or job scope does.
 """
@@ -15,7 +16,8 @@ from diboas.banking.service.common import (
     count_status,
     transaction_out,
 )
-from diboas.banking.service.movements import create_deposit, create_transfer, create_withdrawal
+from diboas.banking.service.movements import create_deposit, create_withdrawal
+from diboas.banking.service.transfers import create_transfer
 
 __all__ = [
     "DEPOSIT_SETTLE_JOB",

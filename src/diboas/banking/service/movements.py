@@ -1,5 +1,5 @@
-"""Accepting money movements: deposits and withdrawals (settled later by jobs) and P2P
-transfers (complete at once).
+"""Accepting money movements: deposits and withdrawals (settled later by jobs); P2P
+transfers (complete at once) are in ``transfers``.
 
 Each runs in the request's one transaction: the user's row lock, the limit check, the fee
 (a presented quote is used up), the ledger change, the transaction rows, the staged job and
@@ -14,9 +14,9 @@ from datetime import timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from diboas.banking import repository
-from diboas.banking.errors import AmountTooSmallError, RecipientNotFoundError, SelfTransferError
+from diboas.banking.errors import AmountTooSmallError
 from diboas.banking.repository import NewTransaction
-from diboas.banking.schemas import DepositIn, TransferIn, WithdrawalIn
+from diboas.banking.schemas import DepositIn, WithdrawalIn
 from diboas.banking.service import reversals
 from diboas.banking.service.common import (
     DEPOSIT_SETTLE_JOB,
@@ -28,13 +28,11 @@ from diboas.banking.service.common import (
     own_bank_account,
     parse_usd,
 )
-from diboas.compliance import audit, limits, screening
+from diboas.compliance import audit, limits
 from diboas.compliance.audit import AuditContext
 from diboas.fees import service as fees
-from diboas.identity import repository as users
 from diboas.kit.ids import uuid7, uuid7_time
 from diboas.ledger import holds
-from diboas.ledger import service as ledger
 from diboas.orchestration import saga
 from diboas.orchestration.jobs import stage
 from diboas.orchestration.saga import SagaState
@@ -58,7 +56,7 @@ async def create_deposit(
     currency, amount = parse_usd(request.currency, request.amount)
     user = await lock_user(session, user_id)
     if request.bank_account_id is not None:
-        await own_bank_account(session, request.bank_account_id, user.id)
+        await own_bank_account(session, settings, request.bank_account_id, user.id)
     await limits.enforce(session, settings, user, "deposit", amount)
     transaction_id = uuid7()
     fee = await fees.fee_for(
@@ -130,7 +128,7 @@ async def create_withdrawal(
     """Accept a withdrawal: amount + fee are held now, paid out by ``banking.payout``."""
     currency, amount = parse_usd(request.currency, request.amount)
     user = await lock_user(session, user_id)
-    await own_bank_account(session, request.bank_account_id, user.id)
+    await own_bank_account(session, settings, request.bank_account_id, user.id)
     await reversals.ensure_not_frozen(session, user.id, currency)
     await limits.enforce(session, settings, user, "withdrawal", amount)
     transaction_id = uuid7()
@@ -191,94 +189,3 @@ async def create_withdrawal(
         details={"amount": str(amount), "currency": currency, "hold_id": str(hold.id)},
     )
     return await _read_back(session, transaction_id)
-
-
-async def create_transfer(
-    session: AsyncSession,
-    settings: Settings,
-    *,
-    user_id: uuid.UUID,
-    request: TransferIn,
-    context: AuditContext,
-) -> Movement:
-    """Send money to another user at once: one ledger entry, two transaction rows."""
-    currency, amount = parse_usd(request.currency, request.amount)
-    found = await users.find_by_email(session, str(request.recipient_email))
-    if found is None or found.status != "active":
-        raise RecipientNotFoundError("no diBoaS user has this email address")
-    if found.id == user_id:
-        raise SelfTransferError("you cannot send money to yourself")
-    # Only the sender's row is locked: its limit is checked and used under that lock. The
-    # recipient's row is not (receiving uses no limit), so opposite transfers never wait on
-    # each other's user rows; the ledger locks the balance rows in account order.
-    sender, recipient = await lock_user(session, user_id), found
-    await screening.enforce_recipient(session, recipient)
-    await reversals.ensure_not_frozen(session, sender.id, currency)
-    await limits.enforce(session, settings, sender, "transfer", amount)
-    out_id, in_id = uuid7(), uuid7()
-    fee = await fees.fee_for(
-        session,
-        user=sender,
-        operation="transfer",
-        amount=amount,
-        currency=currency,
-        quote_id=request.quote_id,
-        transaction_id=out_id,
-    )
-    source = await banking_account(session, sender.id, currency)
-    destination = await banking_account(session, recipient.id, currency)
-    await ledger.post_entry(
-        session,
-        kind="banking.transfer",
-        postings=[
-            (source, -amount),
-            (destination, amount),
-            *await fees.fee_postings(session, source, fee),
-        ],
-        reference=f"txn:{out_id}",
-        metadata={"transaction_ids": [str(out_id), str(in_id)]},
-    )
-    await repository.insert_transactions(
-        session,
-        [
-            NewTransaction(
-                id=out_id,
-                user_id=sender.id,
-                type="transfer_out",
-                status="completed",
-                asset=currency,
-                amount=amount,
-                fee=fee.total,
-                counterparty_user_id=recipient.id,
-                related_transaction_id=in_id,
-                quote_id=request.quote_id,
-                description=request.note,
-                metadata={"fee": fee_record(fee)},
-            ),
-            NewTransaction(
-                id=in_id,
-                user_id=recipient.id,
-                type="transfer_in",
-                status="completed",
-                asset=currency,
-                amount=amount,
-                counterparty_user_id=sender.id,
-                related_transaction_id=out_id,
-                description=request.note,
-            ),
-        ],
-    )
-    await audit.record(
-        session,
-        context,
-        "banking.transfer",
-        subject_type="transaction",
-        subject_id=out_id,
-        details={
-            "amount": str(amount),
-            "currency": currency,
-            "recipient_id": str(recipient.id),
-            "transfer_in_id": str(in_id),
-        },
-    )
-    return await _read_back(session, out_id, in_id)
