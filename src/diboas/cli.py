@@ -322,5 +322,47 @@ async def _maintain(url: str) -> tuple[int, int]:
         await engine.dispose()
 
 
+@main.group()
+def keys() -> None:
+    """Data-at-rest encryption keys: re-seal under the current version, rows per version."""
+
+
+@keys.command("reseal")
+@click.option("--batch-size", default=100, show_default=True, type=click.IntRange(1, 10_000))
+def keys_reseal(batch_size: int) -> None:
+    """Re-seal every bank account number and custody key under the current key version (and
+    make fingerprints again), in batches, while the platform serves. Safe to run again."""
+    from diboas.ops import keys as key_ops
+
+    settings = get_settings()
+    _configure(settings)
+    with database(settings) as url:
+        reports, status = asyncio.run(key_ops.reseal_database(url, settings, batch_size=batch_size))
+    for report in reports:
+        click.echo(
+            f"{report.table}: {report.resealed} row(s) re-sealed in {report.batches} batch(es)"
+        )
+        for row_id in report.unavailable:
+            click.echo(f"  {row_id}: its key version is not configured, left as it is")
+        for row_id in report.kept_fingerprint:
+            click.echo(f"  {row_id}: duplicate of another active account, fingerprint kept")
+    for line in status.lines():
+        click.echo(line)
+    sys.exit(1 if status.missing else 0)
+
+
+@keys.command("status")
+def keys_status() -> None:
+    """Rows per key version; exit 1 if a version in use is not configured."""
+    from diboas.ops import keys as key_ops
+
+    settings = get_settings()
+    with database(settings) as url:
+        status = asyncio.run(key_ops.status_of_database(url, settings))
+    for line in status.lines():
+        click.echo(line)
+    sys.exit(1 if status.missing else 0)
+
+
 if __name__ == "__main__":
     main()

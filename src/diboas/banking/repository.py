@@ -15,7 +15,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import bindparam, text
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -319,19 +319,21 @@ class BankAccount:
     routing_number: str
     account_number_ciphertext: bytes
     key_version: int
+    fingerprint_version: int  # the key version its fingerprint was made under
     account_last4: str
     status: str
     created_at: datetime
 
 
 _BANK_COLUMNS = """id, user_id, holder_name, bank_name, routing_number, account_number_ciphertext,
-    key_version, account_last4, status, created_at"""
+    key_version, fingerprint_version, account_last4, status, created_at"""
 
 _INSERT_BANK = text(f"""
     INSERT INTO bank_accounts (id, user_id, holder_name, bank_name, routing_number,
-                               account_number_ciphertext, key_version, account_last4, fingerprint)
+                               account_number_ciphertext, key_version, account_last4, fingerprint,
+                               fingerprint_version)
     VALUES (:id, :user_id, :holder_name, :bank_name, :routing_number, :ciphertext, :key_version,
-            :last4, :fingerprint)
+            :last4, :fingerprint, :fingerprint_version)
     ON CONFLICT (user_id, fingerprint) WHERE status = 'active' DO NOTHING
     RETURNING {_BANK_COLUMNS}
 """)
@@ -355,6 +357,7 @@ async def insert_bank_account(
     key_version: int,
     last4: str,
     fingerprint: bytes,
+    fingerprint_version: int,
 ) -> BankAccount | None:
     """Link an account; None when the user already has it linked (same fingerprint)."""
     row = (
@@ -371,6 +374,7 @@ async def insert_bank_account(
                     "key_version": key_version,
                     "last4": last4,
                     "fingerprint": fingerprint,
+                    "fingerprint_version": fingerprint_version,
                 },
             )
         )
@@ -419,6 +423,80 @@ async def remove_bank_account(
         {"id": bank_account_id, "user_id": user_id},
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+_LINKED = text("""
+    SELECT EXISTS (SELECT 1 FROM bank_accounts
+                    WHERE user_id = :user_id AND status = 'active' AND fingerprint IN :fingerprints)
+""").bindparams(bindparam("fingerprints", expanding=True))
+
+
+async def bank_account_linked(
+    session: AsyncSession, user_id: uuid.UUID, fingerprints: Sequence[bytes]
+) -> bool:
+    """Whether the user has an active account with any of these fingerprints (one account's
+    fingerprints under every configured key version: rows not yet re-sealed keep an old one)."""
+    params = {"user_id": user_id, "fingerprints": list(fingerprints)}
+    return bool((await session.execute(_LINKED, params)).scalar_one())
+
+
+_TO_RESEAL = text(f"""
+    SELECT {_BANK_COLUMNS} FROM bank_accounts
+     WHERE id > :after AND (key_version <> :current OR fingerprint_version <> :current)
+     ORDER BY id LIMIT :limit
+       FOR UPDATE
+""")
+
+
+async def bank_accounts_to_reseal(
+    session: AsyncSession, *, after: uuid.UUID | None, current: int, limit: int
+) -> list[BankAccount]:
+    """The next ``limit`` accounts after ``after`` (by id) sealed or fingerprinted under
+    another version than ``current``, each locked until the transaction ends."""
+    params = {"after": after or uuid.UUID(int=0), "current": current, "limit": limit}
+    return [_bank(row) for row in (await session.execute(_TO_RESEAL, params)).mappings()]
+
+
+async def reseal_bank_account(
+    session: AsyncSession,
+    *,
+    bank_account_id: uuid.UUID,
+    ciphertext: bytes,
+    key_version: int,
+    fingerprint: bytes | None,
+    fingerprint_version: int,
+) -> None:
+    """Store an account's number sealed again, and its fingerprint made again (``None``: the
+    fingerprint stays as it is, under ``fingerprint_version``)."""
+    await session.execute(
+        text("""UPDATE bank_accounts
+                   SET account_number_ciphertext = :ciphertext, key_version = :key_version,
+                       fingerprint = coalesce(:fingerprint, fingerprint),
+                       fingerprint_version = :fingerprint_version
+                 WHERE id = :id"""),
+        {
+            "id": bank_account_id,
+            "ciphertext": ciphertext,
+            "key_version": key_version,
+            "fingerprint": fingerprint,
+            "fingerprint_version": fingerprint_version,
+        },
+    )
+
+
+async def bank_account_key_versions(session: AsyncSession) -> dict[str, dict[int, int]]:
+    """How many accounts use each key version, for sealing and for fingerprints."""
+    rows = await session.execute(
+        text("""SELECT 'key_version' AS used_for, key_version AS version, count(*) AS n
+                  FROM bank_accounts GROUP BY key_version
+                UNION ALL
+                SELECT 'fingerprint_version', fingerprint_version, count(*)
+                  FROM bank_accounts GROUP BY fingerprint_version""")
+    )
+    counts: dict[str, dict[int, int]] = {"key_version": {}, "fingerprint_version": {}}
+    for used_for, version, n in rows:
+        counts[used_for][int(version)] = int(n)
+    return counts
 
 
 _OWED = text("""

@@ -273,3 +273,41 @@ async def set_cursor(session: AsyncSession, chain_id: int, name: str, block_numb
         """),
         {"c": chain_id, "n": name, "b": block_number},
     )
+
+
+# --- key rotation (diboas keys reseal / status) ---------------------------------------------
+
+
+async def wallets_to_reseal(
+    session: AsyncSession, *, after: uuid.UUID | None, current: int, limit: int
+) -> list[WalletRow]:
+    """The next ``limit`` wallets after ``after`` (by id) sealed under another key version
+    than ``current``, each locked until the transaction ends."""
+    rows = await session.execute(
+        text(f"""
+            SELECT {_WALLET_COLUMNS} FROM chain_wallets
+             WHERE id > :after AND key_version <> :current
+             ORDER BY id LIMIT :limit
+               FOR UPDATE
+        """),
+        {"after": after or uuid.UUID(int=0), "current": current, "limit": limit},
+    )
+    return [WalletRow(*row) for row in rows]
+
+
+async def reseal_wallet(
+    session: AsyncSession, *, wallet_id: uuid.UUID, key_ciphertext: bytes, key_version: int
+) -> None:
+    """Store a wallet's key sealed again."""
+    await session.execute(
+        text("UPDATE chain_wallets SET key_ciphertext = :ct, key_version = :kv WHERE id = :id"),
+        {"id": wallet_id, "ct": key_ciphertext, "kv": key_version},
+    )
+
+
+async def wallet_key_versions(session: AsyncSession) -> dict[int, int]:
+    """How many wallets are sealed under each key version."""
+    rows = await session.execute(
+        text("SELECT key_version, count(*) FROM chain_wallets GROUP BY key_version")
+    )
+    return {int(version): int(n) for version, n in rows}

@@ -1,10 +1,14 @@
 """Custodial wallets: one Ethereum key per (chain, owner, purpose), generated here and kept
-sealed with AES-256-GCM (``kit.crypto``) in ``chain_wallets``; opened only to sign."""
+sealed with AES-256-GCM (``kit.crypto``) in ``chain_wallets``; opened only to sign.
+
+A key rotation re-seals every key under the new version (``reseal_batch``, driven by
+``diboas keys reseal``); a key sealed under a version that is not configured refuses to sign
+with ``KeyUnavailableError`` (the job that wanted it retries; nothing is sent)."""
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
@@ -146,3 +150,51 @@ async def signer(
     if account.address.lower() != row.address:
         raise WalletKeyMismatchError(f"wallet {row.id}'s key does not match its address")
     return account
+
+
+# --- key rotation ------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class ResealBatch:
+    """What one batch of re-sealing did; ``last_id`` is where the next batch starts."""
+
+    resealed: int = 0
+    last_id: uuid.UUID | None = None
+    exhausted: bool = False  # no rows left after this batch
+    # Keys sealed under a version this ring lacks: left alone (``keys status`` reports them).
+    unavailable: list[uuid.UUID] = field(default_factory=list)
+
+
+async def reseal_batch(
+    session: AsyncSession, keys: KeyRing, *, after: uuid.UUID | None, limit: int
+) -> ResealBatch:
+    """Re-seal up to ``limit`` wallet keys (after ``after`` by id) under the current key
+    version, each under its row lock; a key that does not match its address is not re-sealed
+    (``WalletKeyMismatchError``): sealing it again would bury the problem."""
+    rows = await repository.wallets_to_reseal(
+        session, after=after, current=keys.current, limit=limit
+    )
+    batch = ResealBatch(last_id=rows[-1].id if rows else after, exhausted=len(rows) < limit)
+    for row in rows:
+        if not keys.can_open(row.key_version):
+            batch.unavailable.append(row.id)
+            continue
+        context = _context(row.id, row.address)
+        key = keys.decrypt(Sealed(row.key_version, bytes(row.key_ciphertext)), context=context)
+        if Account.from_key(key).address.lower() != row.address:
+            raise WalletKeyMismatchError(f"wallet {row.id}'s key does not match its address")
+        sealed = keys.encrypt(key, context=context)
+        await repository.reseal_wallet(
+            session,
+            wallet_id=row.id,
+            key_ciphertext=sealed.ciphertext,
+            key_version=sealed.key_version,
+        )
+        batch.resealed += 1
+    return batch
+
+
+async def key_versions(session: AsyncSession) -> dict[int, int]:
+    """Wallets per key version."""
+    return await repository.wallet_key_versions(session)

@@ -23,7 +23,7 @@ from diboas.banking.schemas import (
 from diboas.fees.service import FeeBreakdown
 from diboas.identity import repository as users
 from diboas.identity.repository import User
-from diboas.kit.crypto import KeyRing, Sealed
+from diboas.kit.crypto import KeyRing, KeyUnavailableError, Sealed
 from diboas.kit.errors import NotFoundError
 from diboas.kit.money import format_amount, parse_amount
 from diboas.ledger import service as ledger
@@ -96,7 +96,12 @@ def bank_context(bank_account_id: uuid.UUID, user_id: uuid.UUID) -> bytes:
 
 
 def bank_details(settings: Settings, account: BankAccount) -> BankAccountDetails:
-    """The account's full details for the payment provider (decrypted; never logged)."""
+    """The account's full details for the payment provider (decrypted; never logged).
+
+    Raises ``KeyUnavailableError`` for a number sealed under a key version that is not
+    configured: a job retries with backoff (and is kept as failed for an operator), moving no
+    money, and goes on once the version is configured again.
+    """
     number = KeyRing.from_settings(settings).decrypt(
         Sealed(account.key_version, account.account_number_ciphertext),
         context=bank_context(account.id, account.user_id),
@@ -105,14 +110,26 @@ def bank_details(settings: Settings, account: BankAccount) -> BankAccountDetails
 
 
 async def own_bank_account(
-    session: AsyncSession, bank_account_id: uuid.UUID, user_id: uuid.UUID
+    session: AsyncSession, settings: Settings, bank_account_id: uuid.UUID, user_id: uuid.UUID
 ) -> BankAccount:
-    """The caller's active linked account, or 404 (another user's account is 404 too)."""
+    """The caller's active linked account, or 404 (another user's account is 404 too).
+
+    An account whose number was sealed under a key version this process is not configured
+    with is refused now (503, ``encryption_key_unavailable``), not accepted and then stuck in
+    the job that would have to open it.
+    """
     account = await repository.get_bank_account(session, bank_account_id, user_id=user_id)
     if account is None:
         raise BankAccountNotFoundError(
             "no such bank account", details={"bank_account_id": str(bank_account_id)}
         )
+    try:
+        KeyRing.from_settings(settings).require(account.key_version)
+    except KeyUnavailableError as exc:
+        raise KeyUnavailableError(
+            "this bank account cannot be used right now; please try again later",
+            details={"bank_account_id": str(bank_account_id)},
+        ) from exc
     return account
 
 

@@ -1,0 +1,1 @@
+"""Operations: what operators run beside the platform (key rotation, …)."""
