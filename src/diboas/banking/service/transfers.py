@@ -1,10 +1,11 @@
 """P2P transfers: money sent to another user, complete at once.
 
 One transaction, like every movement (see ``movements``): the sender's row lock, the
-screening, the limit check, the fee (a presented quote is used up), one ledger entry, two
-transaction rows and the audit row commit together or not at all. The hot path is kept to
-as few statements as it can be: the recipient is read and the sender locked in one, and both
-banking accounts are looked up in one.
+screening, the limit check, the fee (a presented quote is used up), two transaction rows,
+the audit row and one ledger entry commit together or not at all. The hot path is kept to
+as few statements as it can be: the recipient is read and the sender locked in one, both
+banking accounts are looked up in one, and the ledger entry, which locks the balance rows
+until the commit, is written last.
 """
 
 from __future__ import annotations
@@ -110,17 +111,6 @@ async def create_transfer(
         transaction_id=out_id,
     )
     source, destination = await _banking_accounts(session, sender, recipient, currency)
-    await ledger.post_entry(
-        session,
-        kind="banking.transfer",
-        postings=[
-            (source, -amount),
-            (destination, amount),
-            *await fees.fee_postings(session, source, fee),
-        ],
-        reference=f"txn:{out_id}",
-        metadata={"transaction_ids": [str(out_id), str(in_id)]},
-    )
     await repository.insert_transactions(
         session,
         [
@@ -164,4 +154,17 @@ async def create_transfer(
             "transfer_in_id": str(in_id),
         },
     )
-    return Movement(tuple(await repository.get_transactions(session, (out_id, in_id))))
+    movement = Movement(tuple(await repository.get_transactions(session, (out_id, in_id))))
+    # The ledger entry comes last: it locks both balance rows, and they stay locked until
+    # the commit, so nothing else should wait for a round trip in between (the rows above
+    # depend on nothing the entry writes; a refusal here rolls them all back).
+    postings = [(source, -amount), (destination, amount)]
+    postings += await fees.fee_postings(session, source, fee)
+    await ledger.post_entry(
+        session,
+        kind="banking.transfer",
+        postings=postings,
+        reference=f"txn:{out_id}",
+        metadata={"transaction_ids": [str(out_id), str(in_id)]},
+    )
+    return movement
