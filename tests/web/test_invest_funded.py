@@ -87,9 +87,14 @@ async def test_a_funded_purchase_with_a_bad_amount_or_someone_elses_account_is_r
         client, "/app/invest", {**_ORDER, "amount_usd": "1e3", "pay_with": "card:pm_card_visa"}
     )
     assert bad.status_code == 422
-    review = await _review(client, f"ach:{uuid.uuid4()}")  # no such account of theirs
-    stranger = await client.post(
-        "/app/invest", data={**hidden_fields(review.text), "step": "confirm_funded"}
+    # No such account of theirs: refused at the review already, and at a forged confirmation.
+    stranger = {**_ORDER, "pay_with": f"ach:{uuid.uuid4()}"}
+    refused = await post_form(client, "/app/invest", stranger)
+    assert refused.status_code == 404
+    assert "no such bank account" in refused.text.lower()
+    fields = hidden_fields((await client.get("/app/invest")).text)
+    forged = await client.post(
+        "/app/invest", data={**fields, **stranger, "step": "confirm_funded", "form_key": "k"}
     )
-    assert stranger.status_code == 404
+    assert forged.status_code == 404
     assert await _buys(engine, email) == []

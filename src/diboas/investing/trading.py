@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from diboas.api.deps import Database
+from diboas.banking.service.common import own_bank_account
 from diboas.compliance.audit import AuditContext
 from diboas.defi.service.funding import gross_up
 from diboas.identity.repository import User
@@ -115,6 +116,9 @@ async def funded_terms(
     method = body.funding.method
 
     async def read(session: AsyncSession) -> tuple[Decimal, Decimal]:
+        source = body.funding.bank_account_id if body.funding is not None else None
+        if source is not None:  # the account to debit must be the caller's (else 404 now)
+            await own_bank_account(session, db.settings, source, user.id)
         fee = await quotes.trade_fee(session, user, priced)
         return fee.total, await gross_up(session, user, priced.amount_usd + fee.total, method)
 
