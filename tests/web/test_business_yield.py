@@ -88,6 +88,10 @@ async def test_an_admin_invests_treasury_money_once_and_withdraws_it_back(
     assert len(await _positions(engine, oid)) == 1
 
     await _until(engine, oid, "open")
+    # The admin's own history lists the movement they made, saying whose money it moved.
+    mine = await client.get("/app/transactions?type=defi_deposit")
+    assert mine.text.count("for an organisation's treasury") == 1
+    assert f'href="/business/orgs/{oid}/yield"' in mine.text
     shown = await client.get(page)
     assert "USDC Core Vault" in shown.text and 'data-testid="position-row"' in shown.text
     overview = await client.get(f"/business/orgs/{oid}")

@@ -163,6 +163,12 @@ class TransactionOut(BaseModel):
     chain: ChainDepositOut | None = Field(
         default=None, description="A crypto deposit's transaction on chain and confirmations"
     )
+    organisation_id: uuid.UUID | None = Field(
+        default=None,
+        description="The organisation whose treasury this moved, when you acted as its admin "
+        "(a funding from your balance, or the treasury's DeFi investment or withdrawal, which "
+        "moves no money of yours)",
+    )
 
 
 class TransactionPage(BaseModel):

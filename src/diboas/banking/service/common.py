@@ -165,6 +165,7 @@ def transaction_out(
         failure_code=transaction.failure_code,
         failure_reason=transaction.failure_reason,
         saga_state=transaction.saga_state,
+        organisation_id=transaction.metadata.get("organisation_id"),
         steps=None
         if steps is None
         else [SagaStepOut(state=step.state, at=step.at, detail=step.detail) for step in steps],
