@@ -243,13 +243,14 @@ async def test_reseal_while_links_happen_lets_no_duplicate_in(
     sessions = create_session_factory(engine)
     port = mailbox[1]
     async with serving(before(port), url) as client:
-        users = [await customer(client, engine) for _ in range(6)]
+        users = [await customer(client, engine) for _ in range(4)]
         for user in users:
             for n in range(4):
                 await link_account(client, user["headers"], account_number=f"4440000{n:04d}")
 
     keys = KeyRing.from_settings(during(port))
-    async with serving(during(port), url) as client:
+    # A small pool: the requests queue for connections (the server's are shared with others).
+    async with serving(during(port, db_pool_size=6, db_max_overflow=0), url) as client:
 
         async def relink(user: dict[str, Any], n: int) -> int:
             response = await _link(client, user["headers"], f"4440000{n:04d}")

@@ -58,7 +58,7 @@ async def own_database(server: str) -> AsyncIterator[tuple[URL, AsyncEngine]]:
         await admin.execute(f'CREATE DATABASE "{name}"')
         url = with_database(server, name)
         await upgrade(url)
-        engine = create_engine(url, pool_size=10, max_overflow=10)
+        engine = create_engine(url, pool_size=4, max_overflow=4)
         try:
             yield url, engine
         finally:
