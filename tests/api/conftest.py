@@ -4,14 +4,18 @@ the test database; email goes to a real SMTP sink (aiosmtpd) on loopback."""
 from __future__ import annotations
 
 import asyncio
+import atexit
 import email
 import re
+import shutil
 import socket
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from email.message import Message
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -71,9 +75,16 @@ def mailbox() -> Iterator[tuple[Mailbox, int]]:
     controller.stop()
 
 
+# Files the platform keeps (the sandbox vault's and payments' state, outboxes) go to a directory
+# of this run, not the checkout's .data: a run never inherits a vault grown by earlier runs.
+RUN_DATA_DIR = Path(tempfile.mkdtemp(prefix="diboas-test-data-"))
+atexit.register(shutil.rmtree, RUN_DATA_DIR, ignore_errors=True)
+
+
 def settings_for_tests(smtp_port: int, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "env": "test",
+        "data_dir": str(RUN_DATA_DIR),
         "email_provider": "smtp",
         "smtp_host": "127.0.0.1",
         "smtp_port": smtp_port,
