@@ -97,6 +97,8 @@ async def test_an_admin_invests_treasury_money_once_and_withdraws_it_back(
     overview = await client.get(f"/business/orgs/{oid}")
     assert 'data-testid="treasury-defi-value"' in overview.text
     assert "$100.00" in overview.text  # the position's value at the vault now
+    # The treasury's movements read as words, not the ledger's entry kinds.
+    assert "Invested in a DeFi strategy" in overview.text and "defi.deposit" not in overview.text
 
     withdraw = await post_form(
         client,
