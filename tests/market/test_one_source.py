@@ -152,6 +152,12 @@ async def test_balance_portfolio_and_quotes_price_from_the_same_venues(
         assert btc["value_usd"] == folio["holdings"][0]["value_usd"] == "1020.00"
 
 
+async def fee_quote_rows(engine: AsyncEngine, user_id: uuid.UUID) -> int:
+    async with engine.connect() as conn:
+        query = text("SELECT count(*) FROM fee_quotes WHERE user_id = :u")
+        return int((await conn.execute(query, {"u": user_id})).scalar_one())
+
+
 async def test_a_quote_from_old_market_data_is_refused_and_changes_nothing(
     database_url: URL, mailbox: tuple[Mailbox, int], engine: AsyncEngine, sessions: SessionFactory
 ) -> None:
@@ -171,6 +177,14 @@ async def test_a_quote_from_old_market_data_is_refused_and_changes_nothing(
             assert error["code"] == "market_data_stale"
             assert error["details"]["skipped"] == {"cheap": "stale market data"}
             assert error["details"]["max_age_seconds"] == "30"
+        # The Fee service's cheapest route for a trade is not priced from it either.
+        fee = await client.post(
+            f"{API}/fees/quote",
+            headers=headers,
+            json={"operation": "buy", "amount": "100.00", "currency": "USD", "trade_asset": "BTC"},
+        )
+        assert fee.status_code == 503 and fee.json()["error"]["code"] == "market_data_stale"
+        assert await fee_quote_rows(engine, ada["id"]) == 0
         assert await balance(engine, ada["id"]) == Decimal("1000.00")
         assert await balance(engine, ada["id"], "held") == 0
         assert await quote_rows(engine, ada["id"]) == 0

@@ -11,7 +11,7 @@ from diboas.fees import schedule
 from diboas.fees.schemas import QuoteIn, QuoteOut, ScheduleRowOut
 from diboas.identity.dependencies import CurrentCaller, public, requires
 from diboas.investing.service import venues_for
-from diboas.investing.service.quotes import trade_route
+from diboas.investing.service.quotes import max_data_age, trade_route
 from diboas.observability.metrics import FEE_QUOTES
 
 router = APIRouter(tags=["fees"])
@@ -34,7 +34,12 @@ async def quote(
         # Asked before the transaction: no connection is held while the venues answer.
         venues = venues_for(request.app.state.services, settings)
         route, route_fee = await trade_route(
-            venues, body.operation, body.trade_asset, body.denomination, body.amount
+            venues,
+            body.operation,
+            body.trade_asset,
+            body.denomination,
+            body.amount,
+            max_age=max_data_age(settings),
         )
     # Two statements (read the schedule, insert the quote), each committed on its own: no
     # BEGIN/COMMIT round trips, and nothing between them needs a transaction.

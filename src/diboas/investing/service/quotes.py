@@ -247,14 +247,23 @@ async def lock_quote(
 
 
 async def trade_route(
-    venues: Failover[Exchange], operation: str, asset: str, currency: str, amount: str
+    venues: Failover[Exchange],
+    operation: str,
+    asset: str,
+    currency: str,
+    amount: str,
+    *,
+    max_age: timedelta | None = None,
 ) -> tuple[dict[str, Any], Decimal]:
     """For the fee service: the cheapest healthy venue for a USD-sized buy or sell of
-    ``asset``, as a route (provider, reason, every candidate's cost) and that venue's fee."""
+    ``asset``, as a route (provider, reason, every candidate's cost) and that venue's fee;
+    never from market data older than ``max_age`` (503 ``market_data_stale``)."""
     if currency != USD:
         raise UnsupportedAssetError(
             "a trade's fee is quoted in USD", details={"field": "currency", "supported": [USD]}
         )
     request = parse_trade(venues, side=operation, asset=asset, amount_usd=amount, quantity=None)
-    route = await best_route(venues, asset, Side(operation), quote_amount=request.amount_usd)
+    route = await best_route(
+        venues, asset, Side(operation), quote_amount=request.amount_usd, max_age=max_age
+    )
     return route.as_dict(), route.chosen.fee.quantize(USD_CENT, rounding=ROUND_UP)
