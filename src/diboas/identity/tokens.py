@@ -13,6 +13,7 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 
 import jwt
 
@@ -50,9 +51,17 @@ def signing_keys(settings: Settings) -> tuple[str, dict[str, bytes]]:
         return current, keys
     # Derived from the secret keys: the current one signs, the previous ones still verify, and
     # each key's id names its secret (by a keyed digest), so a rotation fails no live token.
-    secrets_ = settings.secret_keys
-    derived = {_derived_kid(secret): _keyed(secret, b"diboas-jwt-signing") for secret in secrets_}
-    return _derived_kid(secrets_[0]), derived
+    current, derived = _derived_keys(settings.secret_keys)
+    return current, dict(derived)
+
+
+@lru_cache(maxsize=8)
+def _derived_keys(secrets: tuple[bytes, ...]) -> tuple[str, tuple[tuple[str, bytes], ...]]:
+    # Two HMACs per secret, once per set of secrets rather than on every verification.
+    derived = tuple(
+        (_derived_kid(secret), _keyed(secret, b"diboas-jwt-signing")) for secret in secrets
+    )
+    return _derived_kid(secrets[0]), derived
 
 
 def _keyed(secret: bytes, purpose: bytes) -> bytes:
