@@ -6,14 +6,38 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import AsyncIterator
 
 import httpx
+import pytest
 from sqlalchemy import text
+from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from diboas.api.app import create_app
+from diboas.db.urls import plain_url
+from tests.api.conftest import Mailbox, _client, settings_for_tests
+from tests.investing.helpers import SetPrices, services
 from tests.orchestration.conftest import assert_ledger_clean
 from tests.web.helpers import hidden_fields, post_form, web_sign_up, web_verify
-from tests.web.test_consumer import wait_for_status
+from tests.web.test_consumer import BANK, wait_for_status
+
+
+@pytest.fixture
+async def client(
+    database_url: URL, mailbox: tuple[Mailbox, int]
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The app on venues priced by a fixed feed: the sandbox venue refuses quantities ending
+    in 66 lots (its documented maintenance answer), which a price moving with the clock would
+    hit now and then."""
+    app = create_app(
+        settings_for_tests(mailbox[1]),
+        database_url=plain_url(database_url),
+        services=services(SetPrices(BTC="50000", ETH="2500")),
+    )
+    async for c in _client(app):
+        yield c
+
 
 _BUY = re.compile(r"^/app/transactions/([0-9a-f-]{36})$")
 _ORDER = {"side": "buy", "asset": "BTC", "amount_usd": "100.00", "quantity": ""}
@@ -40,8 +64,14 @@ async def test_a_purchase_paid_by_card_is_reviewed_placed_once_and_bought(
 ) -> None:
     email = await web_sign_up(client)
     await web_verify(client)
+    await post_form(client, "/app/settings/bank-accounts", BANK, form_page="/app/settings")
     page = await client.get("/app/invest")
     assert '<option value="card:pm_card_visa">' in page.text
+    # A linked account is offered as it is shown everywhere: its bank and masked number only.
+    assert re.search(
+        r'<option value="ach:[0-9a-f-]{36}">Bank transfer: First Test Bank ••••6789<', page.text
+    )
+    assert "000123456789" not in page.text
     review = await _review(client, "card:pm_card_visa")
     assert "Review: buy BTC by card" in review.text
     assert 'data-testid="review-max-price"' in review.text

@@ -17,16 +17,16 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
-from diboas.banking.service import bank_accounts
 from diboas.compliance import audit
 from diboas.investing import schemas, trading
 from diboas.investing.service import portfolio, quotes, venues_for
 from diboas.kit.errors import DomainError, InvalidRequestError
 from diboas.market.prices import service_for
-from diboas.web.consumer.money import SANDBOX_CARDS
+from diboas.web.consumer.money import SANDBOX_CARDS, linked_accounts
 from diboas.web.consumer.movements import new_form_key, once
 from diboas.web.forms import FormErrors, validate
 from diboas.web.routing import Page, WebRoutes
+from diboas.web.templating import accounts_options
 
 routes = WebRoutes()
 SIDES = (("buy", "Buy"), ("sell", "Sell"))
@@ -155,7 +155,7 @@ async def _invest_page(page: Page, values: dict[str, str], errors: FormErrors) -
         "assets": [(a, a) for a in assets],
         "prices": [(a, values_usd[a]) for a in assets if a in values_usd],
         "portfolio": portfolio.value(found, values_usd, as_of),
-        "pay_with": _pay_with(await _accounts(page)),
+        "pay_with": _pay_with(await linked_accounts(page)),
         "as_of": as_of,
     }
     return page.render(
@@ -163,16 +163,11 @@ async def _invest_page(page: Page, values: dict[str, str], errors: FormErrors) -
     )
 
 
-async def _accounts(page: Page) -> list[Any]:
-    user_id = page.me().id
-    return await page.db.run(lambda s: bank_accounts.list_for(s, user_id))
-
-
 def _pay_with(accounts: list[Any]) -> list[tuple[str, str]]:
     """What a purchase can be paid with: the balance, a (sandbox) card, a linked account."""
     cards = [(f"card:{token}", f"Card: {label}") for token, label in SANDBOX_CARDS]
     banks = [
-        (f"ach:{a.id}", f"Bank transfer: {a.bank_name} {a.account_number_masked}") for a in accounts
+        (f"ach:{value}", f"Bank transfer: {label}") for value, label in accounts_options(accounts)
     ]
     return [(BALANCE, "Your USD balance"), *cards, *banks]
 

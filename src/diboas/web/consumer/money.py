@@ -78,7 +78,8 @@ async def _fee_rows(page: Page, operation: str) -> list[schedule.ScheduleRow]:
     return await page.db.run(lambda s: schedule.schedule(s, operation=operation))
 
 
-async def _accounts(page: Page) -> list[Any]:
+async def linked_accounts(page: Page) -> list[Any]:
+    """The signed-in user's linked bank accounts, as the API shows them."""
     user_id = _user_id(page)
     found = await page.db.run(lambda s: bank_accounts.list_for(s, user_id))
     return [banking.bank_account_out(a) for a in found]
@@ -182,7 +183,7 @@ async def deposit(page: Page) -> Response:
     context = {
         "values": values,
         "cards": SANDBOX_CARDS,
-        "accounts": await _accounts(page),
+        "accounts": await linked_accounts(page),
         "fees": await _fee_rows(page, "deposit"),
     }
     form = ("consumer/deposit.html", context)
@@ -198,7 +199,7 @@ async def withdraw(page: Page) -> Response:
         values = {k: page.field(k) for k in values}
     context = {
         "values": values,
-        "accounts": await _accounts(page),
+        "accounts": await linked_accounts(page),
         "fees": await _fee_rows(page, "withdrawal"),
     }
     form = ("consumer/withdraw.html", context)
