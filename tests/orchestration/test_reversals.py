@@ -210,6 +210,10 @@ async def test_a_chargeback_won_back_returns_the_money_and_pays_the_debt_off_fir
 
     # A dispute lost, or still open, gives nothing back.
     assert await deliver("charge.dispute.closed", status="lost") == "ignored"
+    # A dispute won that never took anything back gives nothing back.
+    other = f"dp_{uuid.uuid4().hex[:24]}"
+    assert await deliver("charge.dispute.closed", id=other, status="won") == "nothing_to_reinstate"
+    assert (await _usd(faulty_client, ada))["available"] == str(credited - Decimal("30.00"))
     assert await deliver("charge.dispute.created") == "reversed"
     usd = await _usd(faulty_client, ada)
     owed = Decimal("30.00")  # what she spent of it (the rest was taken from her balance)
